@@ -1,0 +1,160 @@
+//! Micro-benchmarks of the balancers' hot paths and table builds (docs/benchmarks-balance.md).
+//!
+//! Owns: criterion benches only. Must not touch: the algorithms (it measures them as the proxy
+//! calls them, through the public API).
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use ringway::balance::{Algorithm, Balancer, HashFunction, Maglev, Member, PickInput, Ring, ServerLoads};
+
+/// Loads of a busy pool: everything eligible, small varied in-flight counts.
+struct Busy {
+    in_flight: Vec<u64>,
+}
+
+impl ServerLoads for Busy {
+    #[inline]
+    fn eligible(&self, index: usize) -> bool {
+        index < self.in_flight.len()
+    }
+    #[inline]
+    fn in_flight(&self, index: usize) -> u64 {
+        self.in_flight.get(index).copied().unwrap_or(0)
+    }
+}
+
+/// The same loads, with the sums a pool would keep as running totals.
+struct Reported<'a>(&'a Busy, u64);
+
+impl ServerLoads for Reported<'_> {
+    #[inline]
+    fn eligible(&self, index: usize) -> bool {
+        self.0.eligible(index)
+    }
+    #[inline]
+    fn in_flight(&self, index: usize) -> u64 {
+        self.0.in_flight(index)
+    }
+    #[inline]
+    fn eligible_totals(&self) -> Option<(u64, usize)> {
+        Some((self.1, self.0.in_flight.len()))
+    }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn servers(n: usize) -> Vec<Member> {
+    (0..n)
+        .map(|i| Member {
+            name: format!("server-{i}"),
+            weight: 1,
+        })
+        .collect()
+}
+
+fn busy(n: usize) -> Busy {
+    let mut s = 1;
+    Busy {
+        in_flight: (0..n).map(|_| 1 + splitmix(&mut s) % 20).collect(),
+    }
+}
+
+/// 64 Ki distinct 16-byte keys, so lookups are spread over the whole table as in real traffic.
+fn keys() -> Vec<[u8; 16]> {
+    let mut s = 42;
+    (0..1 << 16)
+        .map(|_| {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&splitmix(&mut s).to_le_bytes());
+            k[8..].copy_from_slice(&splitmix(&mut s).to_le_bytes());
+            k
+        })
+        .collect()
+}
+
+fn hashed(c: &mut Criterion) {
+    let members = servers(1000);
+    let keys = keys();
+    let loads = busy(1000);
+    let f = HashFunction::Xxh3;
+
+    let ring = Ring::new(&members, 160, f, None);
+    let mut i = 0usize;
+    c.bench_function("ring/lookup 1000x160, 16-byte key incl. xxh3", |b| {
+        b.iter(|| {
+            i = (i + 1) & 0xFFFF;
+            ring.pick(Some(f.hash(black_box(&keys[i]))), &loads)
+        })
+    });
+    let bounded = Ring::new(&members, 160, f, Some(1.25));
+    c.bench_function("ring/lookup 1000x160 bounded_load 1.25", |b| {
+        b.iter(|| {
+            i = (i + 1) & 0xFFFF;
+            bounded.pick(Some(f.hash(black_box(&keys[i]))), &loads)
+        })
+    });
+    let reported = Reported(&loads, loads.in_flight.iter().sum());
+    c.bench_function("ring/lookup 1000x160 bounded_load 1.25, caller totals", |b| {
+        b.iter(|| {
+            i = (i + 1) & 0xFFFF;
+            bounded.pick(Some(f.hash(black_box(&keys[i]))), &reported)
+        })
+    });
+    c.bench_function("ring/build 1000x160", |b| {
+        b.iter(|| Ring::new(black_box(&members), 160, f, None))
+    });
+
+    let maglev = Maglev::new(&members, 65_537, f, None);
+    c.bench_function("maglev/lookup 1000, 16-byte key incl. xxh3", |b| {
+        b.iter(|| {
+            i = (i + 1) & 0xFFFF;
+            maglev.pick(Some(f.hash(black_box(&keys[i]))), &loads)
+        })
+    });
+    c.bench_function("maglev/build 1000 members, 65537 entries", |b| {
+        b.iter(|| Maglev::new(black_box(&members), 65_537, f, None))
+    });
+    let mut shuffled = members.clone();
+    shuffled.reverse();
+    c.bench_function("maglev/build 1000 members (reversed input)", |b| {
+        b.iter_batched(
+            || shuffled.clone(),
+            |m| Maglev::new(&m, 65_537, f, None),
+            BatchSize::LargeInput,
+        )
+    });
+}
+
+fn pickers(c: &mut Criterion) {
+    for n in [10usize, 100] {
+        let members = servers(n);
+        let loads = busy(n);
+        for (name, alg) in [
+            ("round_robin", Algorithm::RoundRobin),
+            ("least_requests", Algorithm::LeastRequests),
+            ("random_two", Algorithm::RandomTwo),
+        ] {
+            let balancer = Balancer::new(&alg, &members);
+            let mut s = 7u64;
+            c.bench_function(&format!("{name}/pick {n}"), |b| {
+                b.iter(|| {
+                    let input = PickInput {
+                        key_hash: None,
+                        random: splitmix(&mut s),
+                    };
+                    balancer.pick(black_box(input), &loads)
+                })
+            });
+        }
+    }
+}
+
+criterion_group!(benches, hashed, pickers);
+criterion_main!(benches);

@@ -1,0 +1,436 @@
+//! The ring planner behind `ringway ring` and `/api/v1/pools/{pool}/ring`: routing tables of a
+//! consistent-hash ring and the migration an add or remove would cause, with exact counts.
+//!
+//! Owns: partition counts over the whole hash space (`u128`, so that the 2^64 hashes of xxh3
+//! fit), the simplified table, per-server shares, the migration between two rings, and their text
+//! and JSON renderings.
+//! Must not touch: files, config parsing, the terminal or exit codes (the CLI adapter does
+//! those); it only turns a member list into tables and strings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::ring::{effective_vnodes, ring_points};
+use super::{HashFunction, Member, clamp_weight};
+
+/// One partition of the full table: the hashes from its point up to the next point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Partition {
+    /// The point's hash, the smallest hash of the partition.
+    pub start: u64,
+    /// The point's name, `{server}-{i}`.
+    pub point: String,
+    /// The server owning the point.
+    pub server: String,
+    /// How many hashes the partition serves (the last one includes the wrap-around).
+    pub hashes: u128,
+}
+
+/// A run of consecutive partitions of one server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Segment {
+    /// The smallest hash of the run.
+    pub start: u64,
+    /// The server owning the run.
+    pub server: String,
+    /// How many hashes the run serves.
+    pub hashes: u128,
+}
+
+/// One server's total over the ring.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerTotal {
+    /// The server's name.
+    pub server: String,
+    /// Its weight (clamped to 1..=256 as the ring uses it).
+    pub weight: u32,
+    /// Its number of points.
+    pub points: u64,
+    /// How many hashes it serves.
+    pub hashes: u128,
+    /// Its fraction of the hash space, 0 to 1.
+    pub share: f64,
+}
+
+/// The routing tables of one ring.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RingTable {
+    /// Hash function name (`xxh3` or `sha1-28`).
+    pub hash: &'static str,
+    /// Points per unit of weight, as used.
+    pub vnodes: u32,
+    /// The largest hash of the space (the space is `0..=max_hash`).
+    pub max_hash: u64,
+    /// Every partition in ring order.
+    pub partitions: Vec<Partition>,
+    /// Consecutive partitions of one server merged; when the first and last runs belong to the
+    /// same server they are one run across the wrap, listed last.
+    pub simplified: Vec<Segment>,
+    /// Per-server totals, in name order.
+    pub servers: Vec<ServerTotal>,
+}
+
+/// Hashes moving from one server to another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flow {
+    /// Server that serves them before.
+    pub from: String,
+    /// Server that serves them after.
+    pub to: String,
+    /// How many hashes move.
+    pub hashes: u128,
+    /// Their fraction of the hash space.
+    pub share: f64,
+}
+
+/// What changes between two rings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Migration {
+    /// Servers only in the new ring.
+    pub added: Vec<String>,
+    /// Servers only in the old ring.
+    pub removed: Vec<String>,
+    /// Hashes whose server changes.
+    pub moved_hashes: u128,
+    /// Their fraction of the hash space.
+    pub moved_share: f64,
+    /// The moves, by (from, to).
+    pub flows: Vec<Flow>,
+    /// Hashes moving between two servers present in both rings: 0 for a consistent ring.
+    pub moved_between_staying: u128,
+}
+
+/// A ring, and optionally the ring after a change with the migration between them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The ring as it is.
+    pub before: RingTable,
+    /// The ring after `--add`/`--remove`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<RingTable>,
+    /// What moves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// The routing tables of the ring of `members` (which should have distinct names).
+pub fn routing_table(members: &[Member], vnodes: u32, hash: HashFunction) -> RingTable {
+    let vnodes = effective_vnodes(members, vnodes);
+    let points = ring_points(members, vnodes, hash);
+    let max_hash = hash.max_hash();
+    let space = u128::from(max_hash) + 1;
+    let mut partitions = Vec::with_capacity(points.len());
+    let mut hashes_by_member = vec![0u128; members.len()];
+    // Walking backwards gives each group of equal points the start of the next group.
+    let mut counts = vec![0u128; points.len()];
+    let mut next_start: Option<u64> = None;
+    for j in (0..points.len()).rev() {
+        let start = points[j].hash;
+        let first_of_group = j == 0 || points[j - 1].hash != start;
+        if first_of_group {
+            counts[j] = match next_start {
+                Some(next) => u128::from(next - start),
+                // The last group serves up to the top of the space and, wrapping, everything
+                // below the first point.
+                None => space - u128::from(start) + u128::from(points[0].hash),
+            };
+            next_start = Some(start);
+        }
+    }
+    for (p, &count) in points.iter().zip(&counts) {
+        let member = &members[p.member as usize];
+        hashes_by_member[p.member as usize] += count;
+        partitions.push(Partition {
+            start: p.hash,
+            point: format!("{}-{}", member.name, p.vnode),
+            server: member.name.clone(),
+            hashes: count,
+        });
+    }
+    let simplified = simplify(&partitions);
+    let mut servers: Vec<ServerTotal> = members
+        .iter()
+        .zip(&hashes_by_member)
+        .map(|(m, &hashes)| ServerTotal {
+            server: m.name.clone(),
+            weight: clamp_weight(m.weight),
+            points: u64::from(vnodes) * u64::from(clamp_weight(m.weight)),
+            hashes,
+            share: ratio(hashes, space),
+        })
+        .collect();
+    servers.sort_by(|a, b| a.server.cmp(&b.server));
+    RingTable {
+        hash: hash.name(),
+        vnodes,
+        max_hash,
+        partitions,
+        simplified,
+        servers,
+    }
+}
+
+fn simplify(partitions: &[Partition]) -> Vec<Segment> {
+    let mut runs: Vec<Segment> = Vec::new();
+    for p in partitions.iter().filter(|p| p.hashes > 0) {
+        match runs.last_mut() {
+            Some(run) if run.server == p.server => run.hashes += p.hashes,
+            _ => runs.push(Segment {
+                start: p.start,
+                server: p.server.clone(),
+                hashes: p.hashes,
+            }),
+        }
+    }
+    if runs.len() > 1 && runs.first().map(|r| &r.server) == runs.last().map(|r| &r.server) {
+        let first = runs.remove(0);
+        if let Some(last) = runs.last_mut() {
+            last.hashes += first.hashes;
+        }
+    }
+    runs
+}
+
+fn ratio(part: u128, whole: u128) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Who serves each stretch of the space, from hash 0: `(start, server)` runs.
+fn coverage(table: &RingTable) -> Vec<(u64, &str)> {
+    let mut runs: Vec<(u64, &str)> = Vec::new();
+    let owners = table.partitions.iter().filter(|p| p.hashes > 0);
+    if let (Some(first), Some(last)) = (owners.clone().next(), owners.clone().next_back())
+        && first.start > 0
+    {
+        runs.push((0, last.server.as_str()));
+    }
+    for p in owners {
+        runs.push((p.start, p.server.as_str()));
+    }
+    runs
+}
+
+/// What moves from ring `before` to ring `after` (same hash function).
+pub fn migration(before: &RingTable, after: &RingTable) -> Migration {
+    let space = u128::from(before.max_hash) + 1;
+    let old = coverage(before);
+    let new = coverage(after);
+    let mut flows: BTreeMap<(&str, &str), u128> = BTreeMap::new();
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut pos: u128 = 0;
+    while pos < space && i < old.len() && j < new.len() {
+        let end_old = old.get(i + 1).map_or(space, |r| u128::from(r.0));
+        let end_new = new.get(j + 1).map_or(space, |r| u128::from(r.0));
+        let end = end_old.min(end_new);
+        if old[i].1 != new[j].1 && end > pos {
+            *flows.entry((old[i].1, new[j].1)).or_insert(0) += end - pos;
+        }
+        pos = end;
+        if end == end_old {
+            i += 1;
+        }
+        if end == end_new {
+            j += 1;
+        }
+    }
+    let old_names: BTreeSet<&str> = before.servers.iter().map(|s| s.server.as_str()).collect();
+    let new_names: BTreeSet<&str> = after.servers.iter().map(|s| s.server.as_str()).collect();
+    let staying = |s: &str| old_names.contains(s) && new_names.contains(s);
+    let moved_hashes = flows.values().sum();
+    let moved_between_staying = flows
+        .iter()
+        .filter(|((from, to), _)| staying(from) && staying(to))
+        .map(|(_, &n)| n)
+        .sum();
+    Migration {
+        added: new_names.difference(&old_names).map(|s| s.to_string()).collect(),
+        removed: old_names.difference(&new_names).map(|s| s.to_string()).collect(),
+        moved_hashes,
+        moved_share: ratio(moved_hashes, space),
+        flows: flows
+            .into_iter()
+            .map(|((from, to), hashes)| Flow {
+                from: from.to_string(),
+                to: to.to_string(),
+                hashes,
+                share: ratio(hashes, space),
+            })
+            .collect(),
+        moved_between_staying,
+    }
+}
+
+/// The plan for `members`, and when `add` or `remove` is non-empty, for the changed set too.
+///
+/// Errors (for a usage message): an empty set, duplicate names, adding a server already there,
+/// removing one that is not.
+pub fn plan(
+    members: &[Member],
+    add: &[Member],
+    remove: &[String],
+    vnodes: u32,
+    hash: HashFunction,
+) -> Result<Plan, String> {
+    if members.is_empty() {
+        return Err("the server set is empty".into());
+    }
+    check_names(members.iter().map(|m| m.name.as_str()), "server")?;
+    let before = routing_table(members, vnodes, hash);
+    if add.is_empty() && remove.is_empty() {
+        return Ok(Plan {
+            before,
+            after: None,
+            migration: None,
+        });
+    }
+    check_names(add.iter().map(|m| m.name.as_str()), "--add server")?;
+    check_names(remove.iter().map(String::as_str), "--remove server")?;
+    for name in remove {
+        if !members.iter().any(|m| &m.name == name) {
+            return Err(format!("cannot remove {name:?}: it is not in the server set"));
+        }
+    }
+    for m in add {
+        if members.iter().any(|o| o.name == m.name) && !remove.contains(&m.name) {
+            return Err(format!(
+                "cannot add {:?}: it is already in the server set",
+                m.name
+            ));
+        }
+    }
+    let changed: Vec<Member> = members
+        .iter()
+        .filter(|m| !remove.contains(&m.name))
+        .chain(add)
+        .cloned()
+        .collect();
+    if changed.is_empty() {
+        return Err("removing every server leaves an empty set".into());
+    }
+    let after = routing_table(&changed, vnodes, hash);
+    let migration = migration(&before, &after);
+    Ok(Plan {
+        before,
+        after: Some(after),
+        migration: Some(migration),
+    })
+}
+
+fn check_names<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if name.is_empty() {
+            return Err(format!("a {what} name is empty"));
+        }
+        if !seen.insert(name) {
+            return Err(format!("{what} {name:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Width of the right-aligned hash column: the digits of the largest hash plus two spaces.
+fn hash_width(max_hash: u64) -> usize {
+    max_hash.to_string().len() + 2
+}
+
+/// The tables of one ring as text.
+pub fn render_table(table: &RingTable, out: &mut String) {
+    let width = hash_width(table.max_hash);
+    let servers = table.servers.len();
+    let _ = writeln!(
+        out,
+        "{servers} server{}, {} points per unit of weight, {} points, hash {} (hashes 0 to {})",
+        if servers == 1 { "" } else { "s" },
+        table.vnodes,
+        table.partitions.len(),
+        table.hash,
+        table.max_hash,
+    );
+    let _ = writeln!(out, "\nRouting table:");
+    for p in &table.partitions {
+        let _ = writeln!(out, "{:>width$} --> {} ({} hashes)", p.start, p.point, p.hashes);
+    }
+    let _ = writeln!(out, "\nSimplified routing table:");
+    for s in &table.simplified {
+        let _ = writeln!(out, "{:>width$} --> {} ({} hashes)", s.start, s.server, s.hashes);
+    }
+    let _ = writeln!(out, "\nShares:");
+    let name_width = table.servers.iter().map(|s| s.server.len()).max().unwrap_or(0);
+    let count_width = table
+        .servers
+        .iter()
+        .map(|s| s.hashes.to_string().len())
+        .max()
+        .unwrap_or(0);
+    for s in &table.servers {
+        let _ = writeln!(
+            out,
+            "  {:<name_width$}  weight {:>3}  {:>7} points  {:>count_width$} hashes  {:>7.3}%",
+            s.server,
+            s.weight,
+            s.points,
+            s.hashes,
+            s.share * 100.0
+        );
+    }
+}
+
+/// The whole plan as text: the ring, and after a change the new ring and the migration.
+pub fn render_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    render_table(&plan.before, &mut out);
+    if let (Some(after), Some(m)) = (&plan.after, &plan.migration) {
+        let _ = write!(out, "\n=== After");
+        if !m.added.is_empty() {
+            let _ = write!(out, " adding {}", m.added.join(", "));
+        }
+        if !m.removed.is_empty() {
+            let and = if m.added.is_empty() { "" } else { " and" };
+            let _ = write!(out, "{and} removing {}", m.removed.join(", "));
+        }
+        let _ = writeln!(out, " ===\n");
+        render_table(after, &mut out);
+        let _ = writeln!(out, "\nMigration:");
+        let _ = writeln!(
+            out,
+            "  {} hashes move, {:.3}% of the hash space",
+            m.moved_hashes,
+            m.moved_share * 100.0
+        );
+        for f in &m.flows {
+            let _ = writeln!(
+                out,
+                "  {} --> {}: {} hashes ({:.3}%)",
+                f.from,
+                f.to,
+                f.hashes,
+                f.share * 100.0
+            );
+        }
+        if m.moved_between_staying == 0 {
+            let _ = writeln!(out, "  Nothing moves between two servers that stay.");
+        } else {
+            let _ = writeln!(
+                out,
+                "  WARNING: {} hashes move between servers that stay.",
+                m.moved_between_staying
+            );
+        }
+    }
+    out
+}
+
+/// The whole plan as pretty-printed JSON (counts are exact integers, possibly above 2^53).
+pub fn render_json(plan: &Plan) -> Result<String, String> {
+    serde_json::to_string_pretty(plan).map_err(|e| format!("cannot render the plan as JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+//! What the `ringway` commands do beyond parsing their flags: the one-line proxy's
+//! configuration, the demo, signals, and asking a running instance to reload.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::balance::{HashFunction, Member};
+use crate::config::{
+    AccessLogFormat, AccessLogTarget, AdminConfig, Balance, Config, HashFn, HashKeySpec, HashSettings,
+    Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig, Workers,
+};
+use crate::proxy::Engine;
+
+/// Hash settings of a hashed pool when nothing else is said: path key, 160 vnodes, xxh3.
+pub fn default_hash_settings() -> HashSettings {
+    HashSettings {
+        key: HashKeySpec::Path,
+        vnodes: 160,
+        hash: HashFn::Xxh3,
+        bounded_load: None,
+        maglev_table_size: 65537,
+    }
+}
+
+/// A pool with the defaults of the configuration file.
+pub fn pool(name: &str, balance: Balance, servers: Vec<ServerConfig>) -> PoolConfig {
+    PoolConfig {
+        name: name.to_owned(),
+        balance,
+        servers,
+        discover: None,
+        retries: 2,
+        connect_timeout: Duration::from_secs(3),
+        response_timeout: Duration::from_secs(60),
+        max_conns: 0,
+        health: None,
+        passive: None,
+    }
+}
+
+/// A server with weight 1 named by its address.
+pub fn server(address: &str) -> ServerConfig {
+    ServerConfig {
+        address: address.to_owned(),
+        weight: 1,
+        name: address.to_owned(),
+    }
+}
+
+/// A route forwarding `path` to `pool`.
+pub fn route(name: &str, path: &str, pool: &str) -> RouteConfig {
+    RouteConfig {
+        name: name.to_owned(),
+        host: None,
+        path: path.to_owned(),
+        action: RouteAction::Pool {
+            pool: pool.to_owned(),
+            strip_prefix: false,
+        },
+        maintenance: None,
+    }
+}
+
+/// A plain HTTP listener with default limits.
+pub fn listener(name: &str, bind: SocketAddr) -> ListenerConfig {
+    ListenerConfig {
+        name: name.to_owned(),
+        bind,
+        tls: None,
+        proxy_protocol: false,
+        limits: Limits::default(),
+        redirect_https: None,
+    }
+}
+
+/// A configuration with every default and nothing in it.
+pub fn empty_config() -> Config {
+    Config {
+        shutdown_grace: Duration::from_secs(30),
+        workers: Workers::Auto,
+        admin: AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token_env: "RINGWAY_ADMIN_TOKEN".into(),
+        },
+        log: LogConfig {
+            access: AccessLogTarget::Stdout,
+            format: AccessLogFormat::Combined,
+        },
+        listeners: Vec::new(),
+        routes: Vec::new(),
+        pools: Vec::new(),
+    }
+}
+
+/// The configuration of `ringway proxy`: one listener, one route, one pool.
+pub fn proxy_config(listen: SocketAddr, to: &[String], balance: Balance, access_log: bool) -> Config {
+    let mut c = empty_config();
+    if !access_log {
+        c.log.access = AccessLogTarget::Off;
+    }
+    c.listeners.push(listener("proxy", listen));
+    c.routes.push(route("proxy", "/", "proxy"));
+    c.pools.push(pool(
+        "proxy",
+        balance,
+        to.iter().map(|a| server(a.trim())).collect(),
+    ));
+    c
+}
+
+/// Waits for SIGTERM/SIGINT (graceful stop) and SIGHUP (reload) on the calling thread.
+pub fn wait_for_signals(engine: &Engine) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => match engine.reload_from_file() {
+                    Ok(_) => tracing::info!("configuration reloaded"),
+                    Err(errors) => {
+                        for e in errors {
+                            tracing::error!("reload refused: {e}");
+                        }
+                    }
+                },
+            }
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        engine.shutdown();
+        Ok(())
+    })
+}
+
+/// `ringway ring -c FILE --pool NAME`: the members and ring settings of a configured pool.
+pub fn pool_source(path: &Path, pool: &str) -> Result<crate::ring_cmd::PoolSource, String> {
+    let config = crate::config::load(path).map_err(|errs| {
+        errs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let p = config
+        .pools
+        .iter()
+        .find(|p| p.name == pool)
+        .ok_or_else(|| format!("no pool `{pool}` in {}", path.display()))?;
+    let (vnodes, hash) = match &p.balance {
+        Balance::ConsistentHash(h) | Balance::Maglev(h) => (h.vnodes, h.hash),
+        _ => (160, HashFn::Xxh3),
+    };
+    Ok(crate::ring_cmd::PoolSource {
+        members: p
+            .servers
+            .iter()
+            .map(|s| Member {
+                name: s.name.clone(),
+                weight: s.weight,
+            })
+            .collect(),
+        vnodes,
+        hash: match hash {
+            HashFn::Xxh3 => HashFunction::Xxh3,
+            HashFn::Sha1_28 => HashFunction::Sha1_28,
+        },
+    })
+}
+
+/// `ringway reload`: POST /api/v1/reload to a running instance's admin interface.
+pub fn send_reload(admin: &str) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(crate::admin::client::post(admin, "/api/v1/reload")) {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("ringway: cannot reach {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ringway demo`: three rooms services on loopback behind a balancer on `port`.
+pub fn demo(port: u16) -> ExitCode {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The rooms services run on their own thread and runtime, like servers on other hosts.
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match crate::demo::spawn_rooms_instances(3).await {
+                Ok(instances) => {
+                    let addrs: Vec<SocketAddr> = instances.iter().map(|(a, _)| *a).collect();
+                    let _ = tx.send(Ok(addrs));
+                    for (_, h) in instances {
+                        let _ = h.await;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+    });
+    let addrs = match rx.recv() {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            eprintln!("ringway demo: cannot start the rooms services: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(_) => return ExitCode::FAILURE,
+    };
+    let config = demo_config(port, &addrs);
+    let engine = match Engine::start(config, None, None) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!("ringway demo: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = crate::admin::start(engine.clone());
+    let admin_line = match &admin {
+        Ok(a) => format!("status page     http://{a}/"),
+        Err(e) => format!("status page     not started: {e}"),
+    };
+    let base = engine
+        .listener_addr("demo")
+        .map_or_else(|| format!("127.0.0.1:{port}"), |a| a.to_string());
+    println!(
+        "Ringway demo: three rooms services ({}) behind http://{base}\n\n\
+         Try:\n  \
+         curl -i http://{base}/rooms                      round robin: watch X-Served-By change\n  \
+         curl -i 'http://{base}/rooms?status=available'\n  \
+         curl -i http://{base}/cache/rooms/abc            consistent hash: the same path, the same server\n  \
+         {admin_line}\n\n\
+         Access log below; Ctrl-C stops.",
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match wait_for_signals(&engine) {
+        Ok(()) => {
+            engine.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringway demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The demo's configuration: `/rooms` round robin, `/cache/` consistent hash keyed by path.
+pub fn demo_config(port: u16, rooms: &[SocketAddr]) -> Config {
+    let mut c = empty_config();
+    c.shutdown_grace = Duration::from_secs(5);
+    c.listeners
+        .push(listener("demo", SocketAddr::from(([127, 0, 0, 1], port))));
+    c.routes.push(route("rooms", "/rooms", "rooms"));
+    c.routes.push(route("cache", "/cache/", "cache"));
+    let servers = |_: ()| -> Vec<ServerConfig> {
+        rooms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ServerConfig {
+                address: a.to_string(),
+                weight: 1,
+                name: format!("rooms-{}", i + 1),
+            })
+            .collect()
+    };
+    c.pools.push(pool("rooms", Balance::RoundRobin, servers(())));
+    c.pools.push(pool(
+        "cache",
+        Balance::ConsistentHash(default_hash_settings()),
+        servers(()),
+    ));
+    c
+}

@@ -1,0 +1,113 @@
+//! Ringway's configuration: the TOML format, its validation, and the validated model.
+//!
+//! Owns: reading the configuration file, turning its text into a [`Config`] with every default
+//! filled in, and reporting every error with `file:line:col`. Must not: open sockets, resolve
+//! names, read the environment or the clock — those belong to the runtime, which calls
+//! [`check_admin_token`] once it knows whether the admin token is set.
+
+pub mod model;
+pub use model::*;
+
+mod listener;
+mod load;
+mod parse;
+mod pool;
+mod route;
+mod summary;
+mod validate;
+mod values;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+pub use load::load;
+pub use summary::summary;
+
+use std::fmt;
+
+/// One configuration error, printed as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file as given by the caller.
+    pub file: String,
+    /// 1-based line; 0 when the error is about the file as a whole (e.g. unreadable).
+    pub line: usize,
+    /// 1-based column in characters; 0 when `line` is 0.
+    pub col: usize,
+    /// What is wrong, in the operator's words.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses and validates configuration text; returns every error found, in file order.
+///
+/// Pure: no file, network or environment access. Relative paths are left as written;
+/// [`load`] makes them relative to the configuration file.
+pub fn parse(source: &str, file_name: &str) -> Result<Config, Vec<ConfigError>> {
+    parse::parse(source).map_err(|errors| {
+        let index = LineIndex::new(source);
+        errors
+            .into_iter()
+            .map(|(at, message)| {
+                let (line, col) = index.line_col(source, at);
+                ConfigError {
+                    file: file_name.to_string(),
+                    line,
+                    col,
+                    message,
+                }
+            })
+            .collect()
+    })
+}
+
+/// Returns the error to refuse startup with when the admin interface listens on a non-loopback
+/// address and no admin token is set.
+///
+/// `parse` cannot decide this because the token lives in the environment variable named by
+/// `[admin].token_env`, known only at run time: the runtime calls this with
+/// `token_present = std::env::var_os(&config.admin.token_env).is_some_and(|v| !v.is_empty())`.
+pub fn check_admin_token(config: &Config, token_present: bool) -> Option<String> {
+    let listen = config.admin.listen;
+    if token_present || listen.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "[admin].listen {listen} is not a loopback address, so mutating admin calls need a \
+         token: set the environment variable {} (or listen on 127.0.0.1)",
+        config.admin.token_env
+    ))
+}
+
+/// Byte offsets of line starts, to turn an offset into a 1-based line and column.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(src: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// 1-based (line, column); the column counts characters, as editors do.
+    fn line_col(&self, src: &str, at: usize) -> (usize, usize) {
+        let at = at.min(src.len());
+        let line = self.starts.partition_point(|s| *s <= at).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let col = src
+            .get(start..at)
+            .map_or(at.saturating_sub(start), |s| s.chars().count());
+        (line, col + 1)
+    }
+}

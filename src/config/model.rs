@@ -1,0 +1,327 @@
+//! The validated configuration: plain data, every default filled in.
+//!
+//! Built by [`super::parse`] from TOML; read by the runtime. Nothing here does I/O.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// How long in-flight requests may take to finish on shutdown (default 30s).
+    pub shutdown_grace: Duration,
+    /// Threads serving traffic.
+    pub workers: Workers,
+    /// The admin interface (status page, API, metrics).
+    pub admin: AdminConfig,
+    /// Access log settings.
+    pub log: LogConfig,
+    /// Listeners, in file order.
+    pub listeners: Vec<ListenerConfig>,
+    /// Routes, in file order.
+    pub routes: Vec<RouteConfig>,
+    /// Pools, in file order.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// Number of threads serving traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// One per CPU core.
+    Auto,
+    /// Exactly this many (>= 1).
+    Fixed(usize),
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where the admin interface listens (default 127.0.0.1:9090).
+    pub listen: SocketAddr,
+    /// Environment variable holding the bearer token for mutating calls.
+    pub token_env: String,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Where access log lines go.
+    pub access: AccessLogTarget,
+    /// Line format.
+    pub format: AccessLogFormat,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output (default).
+    Stdout,
+    /// No access log.
+    Off,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx combined followed by upstream fields (default).
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// Unique name.
+    pub name: String,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// TLS certificates; `None` for plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// Expect a PROXY protocol v1/v2 header on each connection.
+    pub proxy_protocol: bool,
+    /// Limits and timeouts of client connections.
+    pub limits: Limits,
+    /// Answer every request with a redirect to https.
+    pub redirect_https: Option<RedirectHttps>,
+}
+
+/// TLS certificates of a listener (SNI picks among them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain and key pairs; the first is the default.
+    pub certs: Vec<CertPair>,
+}
+
+/// One certificate chain and its private key, as PEM file paths (relative to the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[listener.limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole request head must arrive within this (default 10s).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed (default 60s).
+    pub idle_timeout: Duration,
+    /// Largest request head (default 64 KiB).
+    pub max_header_bytes: usize,
+    /// Largest request body (default 100 MiB).
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 65536,
+            max_body_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// `redirect_https = { port, status }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectHttps {
+    /// The https port to redirect to (443 is left out of the URL).
+    pub port: u16,
+    /// 301, 302, 303, 307 or 308 (default 308).
+    pub status: u16,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Unique name.
+    pub name: String,
+    /// Host to match; `None` matches any host.
+    pub host: Option<HostPattern>,
+    /// Path prefix (default "/"); the longest matching prefix wins.
+    pub path: String,
+    /// What the route does with a matching request.
+    pub action: RouteAction,
+    /// Maintenance settings, if the route has a `[route.maintenance]` table.
+    pub maintenance: Option<MaintenanceConfig>,
+}
+
+/// A route's host pattern, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `api.example.com`.
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`.
+    Wildcard(String),
+}
+
+/// What a route does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Forward to a pool.
+    Pool {
+        /// Name of the pool (validated to exist).
+        pool: String,
+        /// Remove the route's path prefix before forwarding.
+        strip_prefix: bool,
+    },
+    /// Answer with a redirect.
+    Redirect {
+        /// Target URL.
+        to: String,
+        /// 301, 302, 303, 307 or 308 (default 301).
+        status: u16,
+    },
+    /// Serve files from a directory (relative to the config file).
+    Static {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// `[route.maintenance]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// In maintenance now.
+    pub enabled: bool,
+    /// Scheduled windows, as written (e.g. "sun 02:00-04:00 UTC"), checked to parse.
+    pub windows: Vec<String>,
+    /// HTML page file answered during maintenance.
+    pub page: Option<PathBuf>,
+    /// `Retry-After` during maintenance (default 30m).
+    pub retry_after: Duration,
+}
+
+/// `[pool.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// The table name.
+    pub name: String,
+    /// Algorithm and its parameters.
+    pub balance: Balance,
+    /// Static servers (may be empty only when `discover` is set).
+    pub servers: Vec<ServerConfig>,
+    /// DNS discovery.
+    pub discover: Option<DiscoverConfig>,
+    /// Retries on a different server (default 2).
+    pub retries: u32,
+    /// Connect timeout (default 3s).
+    pub connect_timeout: Duration,
+    /// Time to the response head (default 60s).
+    pub response_timeout: Duration,
+    /// Per-server limit of in-flight requests, 0 = unlimited.
+    pub max_conns: u32,
+    /// Active health checks.
+    pub health: Option<HealthConfig>,
+    /// Passive ejection.
+    pub passive: Option<PassiveConfig>,
+}
+
+/// A pool's algorithm with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Balance {
+    /// `round_robin` (default).
+    RoundRobin,
+    /// `least_requests`.
+    LeastRequests,
+    /// `random_two`.
+    RandomTwo,
+    /// `consistent_hash`.
+    ConsistentHash(HashSettings),
+    /// `maglev`.
+    Maglev(HashSettings),
+}
+
+/// Settings shared by the hashed algorithms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashSettings {
+    /// What to hash (default path).
+    pub key: HashKeySpec,
+    /// Points per unit of weight (default 160; 1..=10000).
+    pub vnodes: u32,
+    /// Hash function (default xxh3).
+    pub hash: HashFn,
+    /// `bounded_load` (> 1) if set.
+    pub bounded_load: Option<f64>,
+    /// Maglev table size (prime, default 65537).
+    pub maglev_table_size: u32,
+}
+
+/// `hash_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKeySpec {
+    /// The path without the query.
+    Path,
+    /// Path and query.
+    Uri,
+    /// The client's IP address.
+    ClientIp,
+    /// A request header (name lower-cased).
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+    /// A query parameter.
+    Query(String),
+}
+
+/// `hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFn {
+    /// xxh3 64-bit.
+    Xxh3,
+    /// First 7 hex digits of SHA-1.
+    Sha1_28,
+}
+
+/// One server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `host:port` (IP literal or DNS name), as written.
+    pub address: String,
+    /// 1..=256 (default 1).
+    pub weight: u32,
+    /// Unique within the pool; default the address.
+    pub name: String,
+}
+
+/// `discover = { dns, interval }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverConfig {
+    /// `name:port` to resolve.
+    pub dns: String,
+    /// How often to resolve (default 5s).
+    pub interval: Duration,
+}
+
+/// `health = { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Path to GET (default "/healthz").
+    pub path: String,
+    /// Check interval (default 2s).
+    pub interval: Duration,
+    /// Check timeout (default 1s).
+    pub timeout: Duration,
+    /// Consecutive successes to mark up (default 2).
+    pub rise: u32,
+    /// Consecutive failures to mark down (default 3).
+    pub fall: u32,
+    /// Expected status class or code, as written ("2xx", "200", default "2xx").
+    pub expect: String,
+}
+
+/// `passive = { failures, eject }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveConfig {
+    /// Consecutive failures that eject (default 5).
+    pub failures: u32,
+    /// How long an ejection lasts (default 30s).
+    pub eject: Duration,
+}

@@ -1,0 +1,192 @@
+//! The `ringway` command: run, check, demo, proxy, ring, reload.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ringway::config::{self, Config};
+use ringway::proxy::Engine;
+
+/// Ringway: an HTTP load balancer and reverse proxy.
+#[derive(Parser, Debug)]
+#[command(name = "ringway", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the balancer with a configuration file.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "ringway.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: a summary and exit 0, or every error and exit 1.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, default_value = "ringway.toml")]
+        config: PathBuf,
+    },
+    /// Run the embedded demo: three rooms services behind the balancer.
+    Demo {
+        /// Port of the demo's listener on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// A load balancer in one line, no config file: one listener, one route, one pool.
+    Proxy {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Servers, comma-separated host:port.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// Balancing algorithm.
+        #[arg(long, value_enum, default_value_t = BalanceArg::RoundRobin)]
+        balance: BalanceArg,
+        /// Worker threads (default: one per CPU core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write the access log to standard output (off by default, as in a benchmark).
+        #[arg(long)]
+        access_log: bool,
+    },
+    /// Consistent-hash planner: routing tables and what moves when servers change.
+    Ring(ringway::ring_cmd::RingArgs),
+    /// Ask a running instance to reload its configuration (same as SIGHUP).
+    Reload {
+        /// The instance's admin address.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+#[value(rename_all = "snake_case")]
+enum BalanceArg {
+    RoundRobin,
+    LeastRequests,
+    RandomTwo,
+    ConsistentHash,
+    Maglev,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn print_errors(errors: &[config::ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    eprintln!(
+        "{} error{} found",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(c) => {
+                println!("{}: {}", config.display(), config::summary(&c));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                print_errors(&errors);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => match config::load(&config) {
+            Ok(c) => {
+                let token_present = std::env::var_os(&c.admin.token_env).is_some();
+                if let Some(e) = config::check_admin_token(&c, token_present) {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::FAILURE;
+                }
+                serve(c, None, Some(config), true)
+            }
+            Err(errors) => {
+                print_errors(&errors);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Proxy {
+            listen,
+            to,
+            balance,
+            threads,
+            access_log,
+        } => serve(
+            ringway::cli::proxy_config(listen, &to, balance.into(), access_log),
+            threads,
+            None,
+            false,
+        ),
+        Command::Demo { port } => ringway::cli::demo(port),
+        Command::Ring(args) => ringway::ring_cmd::run(&args, &ringway::cli::pool_source),
+        Command::Reload { admin } => ringway::cli::send_reload(&admin),
+    }
+}
+
+impl From<BalanceArg> for config::Balance {
+    fn from(b: BalanceArg) -> config::Balance {
+        match b {
+            BalanceArg::RoundRobin => config::Balance::RoundRobin,
+            BalanceArg::LeastRequests => config::Balance::LeastRequests,
+            BalanceArg::RandomTwo => config::Balance::RandomTwo,
+            BalanceArg::ConsistentHash => {
+                config::Balance::ConsistentHash(ringway::cli::default_hash_settings())
+            }
+            BalanceArg::Maglev => config::Balance::Maglev(ringway::cli::default_hash_settings()),
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads `config_path` if there is one.
+fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, admin: bool) -> ExitCode {
+    let engine = match Engine::start(config, threads, config_path) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ringway: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (name, addr) in &engine.listeners {
+        tracing::info!("listener `{name}` on http://{addr}");
+    }
+    let engine = std::sync::Arc::new(engine);
+    if admin && let Err(e) = ringway::admin::start(engine.clone()) {
+        eprintln!("ringway: cannot start the admin interface: {e}");
+        engine.shutdown();
+        engine.wait();
+        return ExitCode::FAILURE;
+    }
+    match ringway::cli::wait_for_signals(&engine) {
+        Ok(()) => {
+            engine.wait();
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// hyper frees and reallocates its read buffers on every request; mimalloc serves that pattern
+// from thread-local free lists where glibc's malloc consolidates and trims.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,0 +1,467 @@
+//! The request path: route a request, answer it at the edge or forward it to a pool's server.
+//!
+//! Owns: the order of decisions for one request (framing checks, route, action), the
+//! forwarding loop with retries on a different server (DESIGN.md 1.7), and the mapping of
+//! failures to 502/503/504.
+//! Must not touch: connection accept and lifetime (server.rs), the choice of server
+//! (balance/), idle connection bookkeeping (upstream.rs).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::access_log::{AccessLog, AccessRecord};
+use super::body::{BodyTooLarge, Exchange, RequestBody, ResponseBody};
+use super::headers::{self, X_REQUEST_ID};
+use super::server::{ConnState, ListenerCtx};
+use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
+use super::upstream::{self, ConnectError, Sender};
+use crate::route;
+
+/// What one connection's requests share.
+pub struct ConnCtx {
+    /// The configuration snapshot this connection started with.
+    pub snapshot: Arc<Snapshot>,
+    /// The listener that accepted it.
+    pub listener: Rc<ListenerCtx>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Liveness state for the idle and header timeouts.
+    pub state: Arc<ConnState>,
+    /// The access log, if on.
+    pub access_log: Option<Arc<AccessLog>>,
+    /// The client's address as an `X-Forwarded-For` value.
+    pub client_ip: HeaderValue,
+}
+
+/// Facts about the upstream exchange, for the access log.
+#[derive(Default)]
+struct UpstreamInfo {
+    server: Option<Arc<Server>>,
+    time: Option<std::time::Duration>,
+    route: Option<usize>,
+}
+
+/// Seconds a client is asked to wait when no server is available.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// A short answer from Ringway itself.
+pub fn local_response(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    r
+}
+
+fn bad_request() -> Response<ResponseBody> {
+    let mut r = local_response(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+    // A request whose framing we refused leaves the connection in an unknown state.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn not_found() -> Response<ResponseBody> {
+    local_response(StatusCode::NOT_FOUND, "404 Not Found\n")
+}
+
+fn bad_gateway() -> Response<ResponseBody> {
+    local_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+}
+
+fn gateway_timeout() -> Response<ResponseBody> {
+    local_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
+}
+
+fn unavailable() -> Response<ResponseBody> {
+    local_response(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n")
+}
+
+fn too_large() -> Response<ResponseBody> {
+    let mut r = local_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Content Too Large\n");
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// The host a request is for: the URI's authority (HTTP/2, absolute form) or `Host`.
+fn request_host<B>(req: &Request<B>) -> &str {
+    if let Some(a) = req.uri().authority() {
+        return route::host_without_port(a.as_str());
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or("", route::host_without_port)
+}
+
+/// Serves one request of a connection.
+pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response<ResponseBody>, Infallible> {
+    let token = ctx.state.begin();
+    let start = Instant::now();
+    let rid = headers::request_id(req.headers());
+    let mut log = ctx.access_log.as_ref().map(|log| {
+        Box::new(AccessRecord {
+            log: log.clone(),
+            start,
+            wall: SystemTime::now(),
+            client: ctx.peer.ip(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: req.headers().get(header::REFERER).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            request_id: rid.clone(),
+            route: None,
+            status: 0,
+            upstream: None,
+            upstream_time: None,
+        })
+    });
+    let mut info = UpstreamInfo::default();
+    let mut resp = dispatch(req, &ctx, &rid, &mut info).await;
+    if let Some(log) = log.as_mut() {
+        log.status = resp.status().as_u16();
+        log.upstream = info.server.map(|s| s.addr_text.clone());
+        log.upstream_time = info.time;
+        log.route = info
+            .route
+            .and_then(|i| ctx.snapshot.routes.get(i))
+            .map(|r| r.name.clone());
+    }
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), rid);
+    resp.body_mut().finish_with(log, token);
+    Ok(resp)
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    ctx: &ConnCtx,
+    rid: &HeaderValue,
+    info: &mut UpstreamInfo,
+) -> Response<ResponseBody> {
+    let facts = headers::RequestFacts::of(req.headers());
+    if let Some(why) = facts.framing_error(req.version()) {
+        tracing::debug!("400 from {}: {why}", ctx.peer);
+        return bad_request();
+    }
+    if let Some(r) = ctx.listener.redirect_https {
+        return redirect_to_https(&req, r.port, r.status);
+    }
+    let snapshot = &ctx.snapshot;
+    let Some(index) = snapshot.table.find(request_host(&req), req.uri().path()) else {
+        return not_found();
+    };
+    let Some(route) = snapshot.routes.get(index) else {
+        return not_found();
+    };
+    info.route = Some(index);
+    match &route.target {
+        RouteTarget::Redirect { location, status } => {
+            let mut r = Response::new(ResponseBody::empty());
+            *r.status_mut() = *status;
+            r.headers_mut().insert(header::LOCATION, location.clone());
+            r
+        }
+        RouteTarget::Static { dir } => super::static_files::serve(&req, dir, &route.prefix).await,
+        RouteTarget::Forward { pool, strip } => {
+            forward(req, facts, ctx, pool, strip.as_deref(), rid, info).await
+        }
+    }
+}
+
+fn redirect_to_https<B>(req: &Request<B>, port: u16, status: u16) -> Response<ResponseBody> {
+    let host = request_host(req);
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    let mut r = Response::new(ResponseBody::empty());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => bad_request(),
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The upstream request target: origin form, with the route's prefix removed if asked.
+fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
+    if strip.is_none() && uri.scheme().is_none() && uri.authority().is_none() {
+        return None;
+    }
+    let path = uri.path();
+    let path = match strip {
+        Some(prefix) => route::strip_prefix(path, prefix),
+        None => std::borrow::Cow::Borrowed(path),
+    };
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    target.parse().ok()
+}
+
+enum Failure {
+    Connect,
+    ConnectTimeout,
+    Reset,
+}
+
+/// The copy of a request head kept to replay an idempotent, bodiless request on another server.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn request(&self) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::Empty);
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+/// Counts a request in flight on a server until dropped or turned into an [`Exchange`].
+struct InFlight(Option<Arc<Server>>);
+
+impl InFlight {
+    fn new(server: Arc<Server>) -> InFlight {
+        server.in_flight.fetch_add(1, Ordering::Relaxed);
+        server.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(Some(server))
+    }
+
+    fn into_exchange(mut self, sender: Sender) -> Option<Exchange> {
+        // The exchange takes over the in-flight count (and decrements it when dropped).
+        self.0.take().map(|server| Exchange {
+            server,
+            sender: Some(sender),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn is_body_too_large(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A connection to `server`: an idle one if the worker has one, else a new one.
+async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<Sender, ConnectError> {
+    if !fresh {
+        while let Some(mut s) = upstream::checkout(server.id) {
+            if s.ready().await.is_ok() {
+                return Ok(s);
+            }
+        }
+    }
+    upstream::connect(server.addr, pool.settings.connect_timeout).await
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    facts: headers::RequestFacts,
+    ctx: &ConnCtx,
+    pool: &Pool,
+    strip: Option<&str>,
+    rid: &HeaderValue,
+    info: &mut UpstreamInfo,
+) -> Response<ResponseBody> {
+    let limits = &ctx.listener.limits;
+    if facts.content_length.is_some_and(|n| n > limits.max_body_bytes) {
+        return too_large();
+    }
+    let settings = &pool.settings;
+    let key_hash = settings
+        .hash_key
+        .as_ref()
+        .and_then(|(key, f)| key.key_hash(req.uri(), req.headers(), ctx.peer.ip(), *f));
+
+    let (mut parts, body) = req.into_parts();
+    let websocket = facts.websocket;
+    let client_upgrade = if websocket {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    if parts.headers.get(header::HOST).is_none()
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    headers::remove_hop_by_hop(&mut parts.headers, websocket);
+    let host = parts.headers.get(header::HOST).cloned();
+    headers::set_forwarded(
+        &mut parts.headers,
+        &ctx.client_ip,
+        ctx.listener.proto,
+        host.as_ref(),
+    );
+    parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+    if let Some(uri) = upstream_uri(&parts.uri, strip) {
+        parts.uri = uri;
+    }
+    parts.version = Version::HTTP_11;
+    let body = if body.is_end_stream() {
+        RequestBody::Empty
+    } else {
+        RequestBody::Stream {
+            inner: body,
+            remaining: limits.max_body_bytes,
+        }
+    };
+    let replay =
+        (settings.retries > 0 && is_idempotent(&parts.method) && body.is_end_stream()).then(|| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        });
+    let mut req = Some(Request::from_parts(parts, body));
+
+    let members = pool.members.load();
+    let mut tried = Tried::default();
+    let mut failure = None;
+    let attempts = settings.retries as usize + 1;
+    while tried.len() < attempts {
+        let Some(server) = pick_server(&members, settings, key_hash, &tried) else {
+            break;
+        };
+        tried.insert(server.id);
+        let guard = InFlight::new(server.clone());
+        let Some(mut request) = req.take().or_else(|| replay.as_ref().map(Replay::request)) else {
+            break;
+        };
+        // A pooled connection the server closed meanwhile gives the request back unsent; one
+        // fresh connection to the same server is then tried before moving on.
+        let mut fresh = false;
+        let outcome = loop {
+            let mut sender = match connection(&server, pool, fresh).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("{} ({}): {e}", server.name, server.addr);
+                    failure = Some(if matches!(e, ConnectError::Timeout) {
+                        Failure::ConnectTimeout
+                    } else {
+                        Failure::Connect
+                    });
+                    req = Some(request);
+                    break None;
+                }
+            };
+            let started = Instant::now();
+            match tokio::time::timeout(settings.response_timeout, sender.try_send_request(request)).await {
+                Err(_) => {
+                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    info.server = Some(server.clone());
+                    return gateway_timeout();
+                }
+                Ok(Ok(resp)) => break Some((resp, sender, started)),
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(back) if !fresh => {
+                        request = back;
+                        fresh = true;
+                    }
+                    back => {
+                        let err = e.into_error();
+                        if is_body_too_large(&err) {
+                            return too_large();
+                        }
+                        tracing::debug!("{} ({}): {err}", server.name, server.addr);
+                        failure = Some(Failure::Reset);
+                        // Unsent requests may go anywhere; sent ones only if replayable.
+                        req = back;
+                        break None;
+                    }
+                },
+            }
+        };
+        let Some((resp, sender, sent_at)) = outcome else {
+            server.failures.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        info.time = Some(sent_at.elapsed());
+        info.server = Some(server);
+        return upstream_response(resp, guard, sender, client_upgrade);
+    }
+    match failure {
+        None => unavailable(),
+        Some(Failure::ConnectTimeout) => gateway_timeout(),
+        Some(Failure::Connect | Failure::Reset) => bad_gateway(),
+    }
+}
+
+fn upstream_response(
+    mut resp: Response<Incoming>,
+    guard: InFlight,
+    sender: Sender,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ResponseBody> {
+    let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
+    if let (true, Some(client)) = (upgraded, client_upgrade) {
+        let server = hyper::upgrade::on(&mut resp);
+        tokio::task::spawn_local(async move {
+            match tokio::try_join!(client, server) {
+                Ok((c, s)) => {
+                    let mut c = hyper_util::rt::TokioIo::new(c);
+                    let mut s = hyper_util::rt::TokioIo::new(s);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                }
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, upgraded);
+    parts.version = Version::HTTP_11;
+    let body = match guard.into_exchange(sender) {
+        Some(exchange) => ResponseBody::upstream(body, exchange),
+        None => ResponseBody::empty(),
+    };
+    Response::from_parts(parts, body)
+}

@@ -1,0 +1,330 @@
+//! Header rules of a proxy: hop-by-hop removal, forwarding headers, request ids, framing checks.
+//!
+//! Owns: what changes in the headers between client and server (RFC 9110 section 7.6.1,
+//! RFC 9112 section 6.3) and the request-id format.
+//! Must not touch: routing, balancing, I/O.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Name of the request id header.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The fixed hop-by-hop headers (RFC 9110 7.6.1 and the common non-standard ones), by bit.
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    if name == header::CONNECTION {
+        1
+    } else if name == header::TE {
+        1 << 1
+    } else if name == header::TRAILER {
+        1 << 2
+    } else if name == header::TRANSFER_ENCODING {
+        1 << 3
+    } else if name == header::UPGRADE {
+        1 << 4
+    } else if name == header::PROXY_AUTHENTICATE {
+        1 << 5
+    } else if name == header::PROXY_AUTHORIZATION {
+        1 << 6
+    } else if *name == KEEP_ALIVE {
+        1 << 7
+    } else if *name == PROXY_CONNECTION {
+        1 << 8
+    } else {
+        0
+    }
+}
+
+const CONNECTION_BIT: u16 = 1;
+const UPGRADE_BIT: u16 = 1 << 4;
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+///
+/// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a WebSocket upgrade.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the names tells which are present; most messages carry none or only
+    // `Connection: keep-alive`, and a removal costs a hash lookup.
+    let present = headers.keys().fold(0u16, |acc, n| acc | hop_by_hop_bit(n));
+    if present == 0 {
+        return;
+    }
+    if present & CONNECTION_BIT != 0 {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in headers.get_all(header::CONNECTION) {
+            let Ok(s) = v.to_str() else { continue };
+            for token in s.split(',').map(str::trim) {
+                // keep-alive and close are connection options, not header names to remove
+                // (Keep-Alive is removed below anyway).
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("close")
+                    || token.eq_ignore_ascii_case("upgrade")
+                {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(n);
+                }
+            }
+        }
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    let fixed: [&HeaderName; 9] = [
+        &header::CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+    ];
+    for (bit, name) in fixed.iter().enumerate() {
+        let bit = 1u16 << bit;
+        if present & bit == 0 || (keep_upgrade && (bit == CONNECTION_BIT || bit == UPGRADE_BIT)) {
+            continue;
+        }
+        headers.remove(*name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// What the proxy needs to know of a request's headers, gathered in one pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestFacts {
+    /// Number of `Host` lines.
+    pub hosts: u8,
+    /// A `Transfer-Encoding` line is present.
+    pub transfer_encoding: bool,
+    /// The `Content-Length` value, if present and a number.
+    pub content_length: Option<u64>,
+    /// `Content-Length` lines disagree or do not parse.
+    pub bad_content_length: bool,
+    /// `Upgrade: websocket` with `Connection: upgrade`.
+    pub websocket: bool,
+}
+
+impl RequestFacts {
+    /// Reads the facts from `headers`.
+    pub fn of(headers: &HeaderMap) -> RequestFacts {
+        let mut f = RequestFacts::default();
+        let mut upgrade_websocket = false;
+        let mut connection_upgrade = false;
+        for (name, value) in headers {
+            if name == header::HOST {
+                f.hosts = f.hosts.saturating_add(1);
+            } else if name == header::CONTENT_LENGTH {
+                let n = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+                match (f.content_length, n) {
+                    (_, None) => f.bad_content_length = true,
+                    (None, Some(n)) => f.content_length = Some(n),
+                    (Some(a), Some(b)) if a != b => f.bad_content_length = true,
+                    _ => {}
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                f.transfer_encoding = true;
+            } else if name == header::UPGRADE {
+                upgrade_websocket |= value.as_bytes().eq_ignore_ascii_case(b"websocket");
+            } else if name == header::CONNECTION {
+                connection_upgrade |= value
+                    .to_str()
+                    .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+            }
+        }
+        f.websocket = upgrade_websocket && connection_upgrade;
+        f
+    }
+
+    /// Why the request's framing is refused (RFC 9112: a proxy must not forward ambiguous
+    /// framing), if it is.
+    pub fn framing_error(&self, version: http::Version) -> Option<&'static str> {
+        if version == http::Version::HTTP_11 {
+            match self.hosts {
+                0 => return Some("missing Host header"),
+                1 => {}
+                _ => return Some("more than one Host header"),
+            }
+        } else if self.hosts > 1 {
+            return Some("more than one Host header");
+        }
+        if self.transfer_encoding && (self.content_length.is_some() || self.bad_content_length) {
+            return Some("both Content-Length and Transfer-Encoding");
+        }
+        if self.bad_content_length {
+            return Some("invalid or conflicting Content-Length");
+        }
+        None
+    }
+}
+
+/// Whether the request asks for a WebSocket upgrade (the one upgrade that is forwarded).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    upgrade
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        })
+}
+
+/// The client address as a header value, made once per connection.
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let mut buf = [0u8; 48];
+    HeaderValue::from_bytes(format_ip(ip, &mut buf)).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `-Host`.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
+    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&v)
+        }
+        _ => Ok(client.clone()),
+    };
+    if let Ok(v) = value {
+        // Several X-Forwarded-For lines are folded into the one we append to.
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    }
+}
+
+/// Formats an IP address without allocating.
+pub fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 48 bytes hold the longest IPv6 text form (45 bytes).
+    let _ = write!(cursor, "{ip}");
+    let n = usize::try_from(cursor.position()).unwrap_or(0);
+    &buf[..n]
+}
+
+/// The client's request id if it is usable (visible ASCII, 1..=200 bytes), else a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    new_request_id()
+}
+
+/// A new random request id: 32 lower-case hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let n = fastrand::u128(..);
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((n >> (i * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&out))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_hop_by_hop_and_named() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn websocket_upgrade_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_websocket_upgrade(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        let ip = ip_header_value("127.0.0.1".parse().unwrap());
+        set_forwarded(&mut h, &ip, "http", Some(&HeaderValue::from_static("a.com")));
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "a.com");
+    }
+
+    #[test]
+    fn request_ids() {
+        let a = new_request_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, new_request_id());
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-1"));
+        assert_eq!(request_id(&h), "abc-1");
+    }
+
+    #[test]
+    fn framing() {
+        let err = |h: &HeaderMap, v| RequestFacts::of(h).framing_error(v);
+        let mut h = HeaderMap::new();
+        assert!(err(&h, http::Version::HTTP_11).is_some());
+        assert!(err(&h, http::Version::HTTP_10).is_none());
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        assert!(err(&h, http::Version::HTTP_11).is_none());
+        h.append(header::HOST, HeaderValue::from_static("b"));
+        assert!(err(&h, http::Version::HTTP_11).is_some());
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(RequestFacts::of(&h).content_length, Some(5));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(err(&h, http::Version::HTTP_11).is_some());
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
+        assert!(err(&h, http::Version::HTTP_11).is_some());
+    }
+
+    #[test]
+    fn keep_alive_option_is_not_a_header_name() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+}

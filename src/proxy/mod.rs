@@ -1,0 +1,15 @@
+//! The proxy adapter: listeners, client connections, forwarding, upstream connections.
+//!
+//! Owns: everything between a client's socket and a server's socket. Reads the configuration
+//! snapshot and asks the pure core (`route`, `balance`) for decisions; never decides them itself.
+
+pub mod access_log;
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod server;
+pub mod state;
+pub mod static_files;
+pub mod upstream;
+
+pub use server::{Engine, StartError};

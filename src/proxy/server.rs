@@ -1,0 +1,508 @@
+//! Listeners, worker threads and client connections.
+//!
+//! Owns: binding the listeners (one `SO_REUSEPORT` socket per worker, so workers share no accept
+//! queue and no lock), the worker threads (each a single-threaded tokio runtime that owns its
+//! connections and its upstream idle pool), the life of a client connection (HTTP/1.1 or
+//! cleartext HTTP/2 by prior knowledge, header and idle timeouts, graceful shutdown), and
+//! configuration reloads (the snapshot is swapped; connections keep the one they started with).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::access_log::AccessLog;
+use super::forward::{self, ConnCtx};
+use super::state::Snapshot;
+use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
+
+/// What the request path needs to know about the listener that accepted a connection.
+#[derive(Debug)]
+pub struct ListenerCtx {
+    /// Listener name.
+    pub name: String,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Answer everything with a redirect to https.
+    pub redirect_https: Option<RedirectHttps>,
+    /// `X-Forwarded-Proto` value.
+    pub proto: &'static str,
+}
+
+/// Liveness of one client connection, read by its header and idle timeouts.
+///
+/// Atomics rather than cells because hyper's upgrade support needs a `Send` socket; they are
+/// only ever touched from the connection's own worker thread, so they are uncontended.
+#[derive(Debug)]
+pub struct ConnState {
+    opened: Instant,
+    in_flight: AtomicU32,
+    /// Milliseconds since `opened` + 1 when a request head began to arrive; 0 = none.
+    head_started: AtomicU64,
+    /// Milliseconds since `opened` when the last response ended.
+    idle_since: AtomicU64,
+}
+
+/// Marks one request of a connection as in flight until dropped (with its response body).
+#[derive(Debug)]
+pub struct ConnToken(Arc<ConnState>);
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            opened: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            head_started: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A request arrived.
+    pub fn begin(self: &Arc<Self>) -> ConnToken {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(0, Ordering::Relaxed);
+        ConnToken(self.clone())
+    }
+
+    fn note_read(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0 && self.head_started.load(Ordering::Relaxed) == 0 {
+            self.head_started.store(self.now_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the connection must close if nothing changes, given the limits.
+    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(match self.head_started.load(Ordering::Relaxed) {
+            0 => {
+                self.opened
+                    + Duration::from_millis(self.idle_since.load(Ordering::Relaxed))
+                    + limits.idle_timeout
+            }
+            started => self.opened + Duration::from_millis(started - 1) + limits.header_timeout,
+        })
+    }
+}
+
+impl Drop for ConnToken {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.idle_since.store(self.0.now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A client socket that notes when a request head starts arriving on an idle connection.
+struct TrackedStream {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.note_read();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs hyper's tasks (HTTP/2 streams, upstream connections) on the worker's own thread.
+#[derive(Clone, Copy, Debug)]
+struct LocalExec;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// State shared by all workers.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current configuration snapshot.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// The access log of the current configuration.
+    pub access_log: ArcSwap<Option<Arc<AccessLog>>>,
+    /// Client connections open now, all listeners.
+    pub open_connections: AtomicUsize,
+    /// Set once shutdown began.
+    pub shutting_down: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Why Ringway could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration cannot be turned into a runtime (e.g. an address does not resolve).
+    Config(Vec<String>),
+    /// A listener could not be bound, or a thread not started.
+    Io(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(errors) => write!(f, "{}", errors.join("\n")),
+            StartError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A running Ringway: its workers and the addresses it listens on.
+#[derive(Debug)]
+pub struct Engine {
+    /// State shared with the workers.
+    pub shared: Arc<Shared>,
+    /// Each listener's name and bound address (the real port when the config said 0).
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The file reloads read, if the configuration came from one.
+    pub config_path: Option<std::path::PathBuf>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// How many worker threads `workers` means on this machine.
+pub fn worker_count(w: Workers) -> usize {
+    match w {
+        Workers::Fixed(n) => n.max(1),
+        Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+fn listener_ctx(l: &ListenerConfig) -> ListenerCtx {
+    ListenerCtx {
+        name: l.name.clone(),
+        limits: l.limits,
+        redirect_https: l.redirect_https,
+        proto: if l.tls.is_some() { "https" } else { "http" },
+    }
+}
+
+impl Engine {
+    /// Binds every listener and starts `threads` workers (or the config's `workers`).
+    pub fn start(
+        config: Config,
+        threads: Option<usize>,
+        config_path: Option<std::path::PathBuf>,
+    ) -> Result<Engine, StartError> {
+        let threads = threads.unwrap_or_else(|| worker_count(config.workers)).max(1);
+        let access_log =
+            AccessLog::open(&config.log).map_err(|e| StartError::Io(format!("access log: {e}")))?;
+        let listener_configs = config.listeners.clone();
+        let snapshot = Snapshot::build(config, None).map_err(StartError::Config)?;
+        // Every worker gets its own socket per listener; port 0 is resolved by the first bind.
+        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut bound = Vec::new();
+        for l in &listener_configs {
+            let mut addr = l.bind;
+            for worker in sockets.iter_mut() {
+                let sock = bind_reuseport(addr)
+                    .map_err(|e| StartError::Io(format!("listener `{}`: cannot bind {addr}: {e}", l.name)))?;
+                addr = sock.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+                worker.push(sock);
+            }
+            bound.push((l.name.clone(), addr));
+        }
+        let (tx, _rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            access_log: ArcSwap::from_pointee(access_log),
+            open_connections: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            shutdown: tx,
+        });
+        let mut handles = Vec::with_capacity(threads);
+        for (i, socks) in sockets.into_iter().enumerate() {
+            let shared = shared.clone();
+            let configs = listener_configs.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("ringway-worker-{i}"))
+                .spawn(move || run_worker(shared, configs, socks))
+                .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
+            handles.push(handle);
+        }
+        Ok(Engine {
+            shared,
+            listeners: bound,
+            config_path,
+            threads: std::sync::Mutex::new(handles),
+        })
+    }
+
+    /// The bound address of the listener named `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, lets in-flight requests finish up to `shutdown_grace`, then the
+    /// workers exit; [`Engine::wait`] returns when they have.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Waits for every worker to finish.
+    pub fn wait(&self) {
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => return,
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Re-reads the configuration file and swaps it in; on any error the old one keeps serving.
+    pub fn reload_from_file(&self) -> Result<Arc<Snapshot>, Vec<String>> {
+        let Some(path) = &self.config_path else {
+            return Err(vec![
+                "this instance was not started from a configuration file".into(),
+            ]);
+        };
+        let config = crate::config::load(path)
+            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        self.reload(config)?;
+        Ok(self.shared.snapshot.load_full())
+    }
+
+    /// Swaps in a new configuration; listeners stay as they are (a change of listeners needs a
+    /// restart), established connections keep the routes they started with.
+    pub fn reload(&self, config: Config) -> Result<(), Vec<String>> {
+        let old = self.shared.snapshot.load();
+        let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
+        if config.listeners != old.config.listeners {
+            tracing::warn!("listener changes take effect at the next restart");
+        }
+        let snapshot = Snapshot::build(config, Some(&old))?;
+        self.shared.snapshot.store(Arc::new(snapshot));
+        self.shared.access_log.store(Arc::new(access_log));
+        Ok(())
+    }
+}
+
+fn run_worker(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets: Vec<std::net::TcpListener>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("worker runtime: {e}");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, worker_main(shared, configs, sockets));
+}
+
+/// Per-worker count of open connections, to know when a graceful stop is complete.
+struct Tracker {
+    open: Cell<usize>,
+    idle: Notify,
+}
+
+async fn worker_main(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets: Vec<std::net::TcpListener>) {
+    let tracker = Rc::new(Tracker {
+        open: Cell::new(0),
+        idle: Notify::new(),
+    });
+    for (cfg, sock) in configs.iter().zip(sockets) {
+        let listener = match TcpListener::from_std(sock) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("listener `{}`: {e}", cfg.name);
+                continue;
+            }
+        };
+        let ctx = Rc::new(listener_ctx(cfg));
+        tokio::task::spawn_local(accept_loop(listener, ctx, shared.clone(), tracker.clone()));
+    }
+    let mut rx = shared.shutdown.subscribe();
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+    let grace = shared.snapshot.load().config.shutdown_grace;
+    let deadline = Instant::now() + grace;
+    while tracker.open.get() > 0 {
+        // Waits on connections closing, bounded by the grace period.
+        if tokio::time::timeout_at(deadline, tracker.idle.notified())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace over: closing {} connections", tracker.open.get());
+            break;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Shared>, tracker: Rc<Tracker>) {
+    let mut rx = shared.shutdown.subscribe();
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .keep_alive(true)
+        .writev(false)
+        .header_read_timeout(None)
+        .max_buf_size(ctx.limits.max_header_bytes.max(8192));
+    builder.http2().max_concurrent_streams(256);
+    let builder = Rc::new(builder);
+    let shutdown = rx.changed();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tracker.open.set(tracker.open.get() + 1);
+                    shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    let task = serve_connection(stream, peer, ctx.clone(), shared.clone(), builder.clone());
+                    let tracker = tracker.clone();
+                    let shared = shared.clone();
+                    tokio::task::spawn_local(async move {
+                        task.await;
+                        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+                        tracker.open.set(tracker.open.get() - 1);
+                        tracker.idle.notify_waiters();
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: say so, back off a little, go on.
+                    tracing::warn!("listener `{}`: accept failed: {e}", ctx.name);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Rc<ListenerCtx>,
+    shared: Arc<Shared>,
+    builder: Rc<auto::Builder<LocalExec>>,
+) {
+    let state = Arc::new(ConnState::new());
+    let limits = listener.limits;
+    let ctx = Rc::new(ConnCtx {
+        snapshot: shared.snapshot.load_full(),
+        listener,
+        peer,
+        state: state.clone(),
+        access_log: (**shared.access_log.load()).clone(),
+        client_ip: super::headers::ip_header_value(peer.ip()),
+    });
+    let io = TokioIo::new(TrackedStream {
+        inner: stream,
+        state: state.clone(),
+    });
+    let svc = service_fn(move |req| forward::handle(req, ctx.clone()));
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut rx = shared.shutdown.subscribe();
+    let mut draining = *rx.borrow_and_update();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    // Created once and kept pinned: a fresh `changed()` per wake-up would register and
+    // unregister a waiter under the channel's lock on every request.
+    let shutdown = rx.changed();
+    tokio::pin!(shutdown);
+    // One lazy timer per connection: it fires at least every header_timeout and re-arms to the
+    // real deadline, so requests themselves never touch the timer wheel.
+    let check_every = limits.header_timeout.min(limits.idle_timeout);
+    let next_check = |state: &ConnState| {
+        let now = Instant::now();
+        let soon = now + check_every;
+        state.deadline(&limits).map_or(soon, |d| d.min(soon))
+    };
+    let sleep = tokio::time::sleep_until(next_check(&state));
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!("connection from {peer}: {e}");
+                }
+                return;
+            }
+            _ = &mut shutdown, if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut sleep => {
+                if state.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                    tracing::debug!("connection from {peer}: header or idle timeout");
+                    return;
+                }
+                sleep.as_mut().reset(next_check(&state));
+            }
+        }
+    }
+}
