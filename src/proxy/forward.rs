@@ -157,7 +157,10 @@ async fn dispatch(
     rid: &HeaderValue,
     info: &mut UpstreamInfo,
 ) -> Response<ResponseBody> {
-    let facts = headers::RequestFacts::of(req.headers());
+    let mut facts = headers::RequestFacts::of(req.headers());
+    if facts.transfer_encoding && req.version() != Version::HTTP_2 && ctx.state.head_had_content_length() {
+        facts.bad_content_length = true;
+    }
     if let Some(why) = facts.framing_error(req.version()) {
         tracing::debug!("400 from {}: {why}", ctx.peer);
         return bad_request();
@@ -180,7 +183,7 @@ async fn dispatch(
             r.headers_mut().insert(header::LOCATION, location.clone());
             r
         }
-        RouteTarget::Static { dir } => super::static_files::serve(&req, dir, &route.prefix).await,
+        RouteTarget::Static { dir } => Box::pin(super::static_files::serve(&req, dir, &route.prefix)).await,
         RouteTarget::Forward { pool, strip } => {
             forward(req, facts, ctx, pool, strip.as_deref(), rid, info).await
         }
@@ -291,16 +294,21 @@ fn is_body_too_large(e: &hyper::Error) -> bool {
     false
 }
 
-/// A connection to `server`: an idle one if the worker has one, else a new one.
-async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<Sender, ConnectError> {
+/// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
+async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Sender, bool), ConnectError> {
     if !fresh {
         while let Some(mut s) = upstream::checkout(server.id) {
             if s.ready().await.is_ok() {
-                return Ok(s);
+                return Ok((s, true));
             }
         }
     }
-    upstream::connect(server.addr, pool.settings.connect_timeout).await
+    // Boxed: opening a connection is rare once pools are warm, and its future (connect plus
+    // handshake) would otherwise enlarge every request's future, which hyper keeps allocated
+    // for the life of each client connection.
+    Box::pin(upstream::connect(server.addr, pool.settings.connect_timeout))
+        .await
+        .map(|s| (s, false))
 }
 
 async fn forward(
@@ -329,8 +337,9 @@ async fn forward(
     } else {
         None
     };
-    if parts.headers.get(header::HOST).is_none()
-        && let Some(a) = parts.uri.authority()
+    // An absolute-form target (or HTTP/2's :authority) names the host: RFC 9112 3.2.2 has a
+    // proxy generate Host from it rather than forward the received one.
+    if let Some(a) = parts.uri.authority()
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {
         parts.headers.insert(header::HOST, v);
@@ -348,6 +357,7 @@ async fn forward(
         parts.uri = uri;
     }
     parts.version = Version::HTTP_11;
+    let needs_host = !parts.headers.contains_key(header::HOST);
     let body = if body.is_end_stream() {
         RequestBody::Empty
     } else {
@@ -356,12 +366,13 @@ async fn forward(
             remaining: limits.max_body_bytes,
         }
     };
-    let replay =
-        (settings.retries > 0 && is_idempotent(&parts.method) && body.is_end_stream()).then(|| Replay {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-        });
+    // Kept both for retries on another server and for the keep-alive race on a reused
+    // connection, which is replayed even when `retries` is 0.
+    let replay = (is_idempotent(&parts.method) && body.is_end_stream()).then(|| Replay {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+    });
     let mut req = Some(Request::from_parts(parts, body));
 
     let members = pool.members.load();
@@ -377,11 +388,18 @@ async fn forward(
         let Some(mut request) = req.take().or_else(|| replay.as_ref().map(Replay::request)) else {
             break;
         };
+        if needs_host {
+            // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
+            // `$proxy_host`, it names the server.
+            if let Ok(v) = HeaderValue::from_str(&server.addr_text) {
+                request.headers_mut().insert(header::HOST, v);
+            }
+        }
         // A pooled connection the server closed meanwhile gives the request back unsent; one
         // fresh connection to the same server is then tried before moving on.
         let mut fresh = false;
         let outcome = loop {
-            let mut sender = match connection(&server, pool, fresh).await {
+            let (mut sender, pooled) = match connection(&server, pool, fresh).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!("{} ({}): {e}", server.name, server.addr);
@@ -405,6 +423,16 @@ async fn forward(
                 Ok(Err(mut e)) => match e.take_message() {
                     Some(back) if !fresh => {
                         request = back;
+                        fresh = true;
+                    }
+                    // Written to a reused connection the server was closing: the classic
+                    // keep-alive race. A replayable request goes again on a fresh connection.
+                    None if pooled
+                        && !fresh
+                        && let Some(r) = replay.as_ref()
+                        && !is_body_too_large(e.error()) =>
+                    {
+                        request = r.request();
                         fresh = true;
                     }
                     back => {

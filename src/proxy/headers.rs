@@ -100,6 +100,71 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// What a scan of raw request-head bytes found, carried from one read to the next.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeadScan {
+    /// A `Content-Length` header line was seen.
+    pub content_length: bool,
+    /// The empty line that ends the head was seen; later bytes are body.
+    pub ended: bool,
+    /// The bytes so far end in the middle of a line.
+    pub mid_line: bool,
+    /// That unfinished line is a lone `\r` (the head's final line may be split after it).
+    pub pending_cr: bool,
+}
+
+impl HeadScan {
+    /// Scans the next bytes read of a request head for a `Content-Length` header line.
+    ///
+    /// hyper drops `Content-Length` from a request that also has `Transfer-Encoding` (RFC 9112
+    /// 6.3 lets a recipient do that), so the proxy, which must refuse such a request outright,
+    /// looks for it in the bytes of the head as they are read. A name split across two reads
+    /// is not seen; hyper's own handling (chunked wins, connection closed) still applies then.
+    pub fn feed(mut self, bytes: &[u8]) -> HeadScan {
+        const NAME: &[u8] = b"content-length:";
+        if self.ended || bytes.is_empty() {
+            return self;
+        }
+        let starts_with_name = |at: usize| {
+            bytes.len() >= at + NAME.len() && bytes[at..at + NAME.len()].eq_ignore_ascii_case(NAME)
+        };
+        if !self.mid_line && starts_with_name(0) {
+            self.content_length = true;
+        }
+        let mut line_start = 0;
+        let mut line_is_continuation = self.mid_line;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b != b'\n' {
+                continue;
+            }
+            let line = &bytes[line_start..i];
+            let empty = if line_is_continuation {
+                self.pending_cr && line.is_empty()
+            } else {
+                line.is_empty() || line == b"\r"
+            };
+            // An empty line ends the head; what follows is body.
+            if empty {
+                self.ended = true;
+                return self;
+            }
+            line_start = i + 1;
+            line_is_continuation = false;
+            if starts_with_name(line_start) {
+                self.content_length = true;
+            }
+        }
+        let rest = &bytes[line_start..];
+        self.pending_cr = if line_is_continuation && line_start == 0 {
+            false
+        } else {
+            rest == b"\r"
+        };
+        self.mid_line = !rest.is_empty() || line_is_continuation;
+        self
+    }
+}
+
 /// What the proxy needs to know of a request's headers, gathered in one pass.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestFacts {
@@ -194,18 +259,24 @@ pub fn set_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prev) if !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
-            v.extend_from_slice(prev);
+    let mut prev = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter(|v| !v.is_empty())
+        .peekable();
+    let value = if prev.peek().is_none() {
+        Ok(client.clone())
+    } else {
+        // Several X-Forwarded-For lines are one list (RFC 9110 5.3): fold them, then append.
+        let mut v = Vec::with_capacity(64);
+        for line in prev {
+            v.extend_from_slice(line.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(client.as_bytes());
-            HeaderValue::from_bytes(&v)
         }
-        _ => Ok(client.clone()),
+        v.extend_from_slice(client.as_bytes());
+        HeaderValue::from_bytes(&v)
     };
     if let Ok(v) = value {
-        // Several X-Forwarded-For lines are folded into the one we append to.
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -287,6 +358,17 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_folds_lines() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2, 10.0.0.3"));
+        let ip = ip_header_value("127.0.0.1".parse().unwrap());
+        set_forwarded(&mut h, &ip, "http", None);
+        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]);
+    }
+
+    #[test]
     fn request_ids() {
         let a = new_request_id();
         assert_eq!(a.len(), 32);
@@ -317,6 +399,30 @@ mod tests {
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
         assert!(err(&h, http::Version::HTTP_11).is_some());
+    }
+
+    #[test]
+    fn head_scan() {
+        let scan = |chunks: &[&[u8]]| chunks.iter().fold(HeadScan::default(), |s, c| s.feed(c));
+        let head: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+        let whole = scan(&[head]);
+        assert!(whole.content_length && whole.ended);
+        // Split anywhere (hyper-util reads the first 24 bytes alone): the same answer.
+        for at in 1..head.len() {
+            let split = scan(&[&head[..at], &head[at..]]);
+            assert!(split.ended, "split at {at}");
+            let name_at = 26;
+            if at <= name_at || at >= name_at + 15 {
+                assert!(split.content_length, "split at {at}");
+            }
+        }
+        let get = scan(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert!(!get.content_length && get.ended);
+        // Body text after the head does not count.
+        let body = scan(&[b"POST / HTTP/1.1\r\n\r\nx\r\ncontent-length: 1\r\n"]);
+        assert!(!body.content_length && body.ended);
+        let open = scan(&[b"POST / HTTP/1.1\r\ncontent-LENGTH: 1\r\n"]);
+        assert!(open.content_length && !open.ended);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::access_log::AccessLog;
 use super::forward::{self, ConnCtx};
+use super::headers::HeadScan;
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
 
@@ -55,6 +56,9 @@ pub struct ConnState {
     head_started: AtomicU64,
     /// Milliseconds since `opened` when the last response ended.
     idle_since: AtomicU64,
+    /// What the scan of the head being read found (hyper hides `Content-Length` next to
+    /// `Transfer-Encoding`), as bits.
+    head_scan: AtomicU8,
 }
 
 /// Marks one request of a connection as in flight until dropped (with its response body).
@@ -68,6 +72,7 @@ impl ConnState {
             in_flight: AtomicU32::new(0),
             head_started: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            head_scan: AtomicU8::new(0),
         }
     }
 
@@ -75,7 +80,33 @@ impl ConnState {
         u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A request arrived.
+    /// Whether the head of the request just received had a `Content-Length` line.
+    pub fn head_had_content_length(&self) -> bool {
+        self.head_scan.load(Ordering::Relaxed) & HEAD_HAS_CL != 0
+    }
+
+    fn scan_head(&self, bytes: &[u8]) {
+        let bits = self.head_scan.load(Ordering::Relaxed);
+        if bits & HEAD_ENDED != 0 {
+            return;
+        }
+        let before = HeadScan {
+            content_length: bits & HEAD_HAS_CL != 0,
+            ended: false,
+            mid_line: bits & HEAD_MID_LINE != 0,
+            pending_cr: bits & HEAD_PENDING_CR != 0,
+        };
+        let after = before.feed(bytes);
+        let next = u8::from(after.content_length) * HEAD_HAS_CL
+            | u8::from(after.ended) * HEAD_ENDED
+            | u8::from(after.mid_line) * HEAD_MID_LINE
+            | u8::from(after.pending_cr) * HEAD_PENDING_CR;
+        if next != bits {
+            self.head_scan.store(next, Ordering::Relaxed);
+        }
+    }
+
+    /// A request arrived; the head scan restarts for the next one.
     pub fn begin(self: &Arc<Self>) -> ConnToken {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
@@ -108,9 +139,15 @@ impl Drop for ConnToken {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.0.idle_since.store(self.0.now_ms(), Ordering::Relaxed);
+            self.0.head_scan.store(0, Ordering::Relaxed);
         }
     }
 }
+
+const HEAD_HAS_CL: u8 = 1;
+const HEAD_ENDED: u8 = 2;
+const HEAD_MID_LINE: u8 = 4;
+const HEAD_PENDING_CR: u8 = 8;
 
 /// A client socket that notes when a request head starts arriving on an idle connection.
 struct TrackedStream {
@@ -129,6 +166,9 @@ impl AsyncRead for TrackedStream {
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.note_read();
+            if this.state.in_flight.load(Ordering::Relaxed) == 0 {
+                this.state.scan_head(&buf.filled()[before..]);
+            }
         }
         res
     }
