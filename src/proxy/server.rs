@@ -97,10 +97,11 @@ impl ConnState {
             pending_cr: bits & HEAD_PENDING_CR != 0,
         };
         let after = before.feed(bytes);
-        let next = u8::from(after.content_length) * HEAD_HAS_CL
-            | u8::from(after.ended) * HEAD_ENDED
-            | u8::from(after.mid_line) * HEAD_MID_LINE
-            | u8::from(after.pending_cr) * HEAD_PENDING_CR;
+        let bit = |on: bool, b: u8| if on { b } else { 0 };
+        let next = bit(after.content_length, HEAD_HAS_CL)
+            | bit(after.ended, HEAD_ENDED)
+            | bit(after.mid_line, HEAD_MID_LINE)
+            | bit(after.pending_cr, HEAD_PENDING_CR);
         if next != bits {
             self.head_scan.store(next, Ordering::Relaxed);
         }

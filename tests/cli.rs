@@ -1,0 +1,253 @@
+//! The `ringway` binary: `check` on good and bad files, and `proxy` end to end with a graceful
+//! stop on SIGTERM.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringway");
+
+/// Writes `text` to a fresh file under the temp dir.
+fn temp_file(tag: &str, text: &[u8]) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = std::env::temp_dir().join(format!("ringway-cli-{tag}-{}-{nanos}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
+
+async fn check(path: &PathBuf) -> std::process::Output {
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("run ringway check");
+    let _ = std::fs::remove_file(path);
+    out
+}
+
+#[tokio::test]
+async fn check_accepts_a_valid_file() {
+    bounded(async {
+        let path = temp_file(
+            "good",
+            br#"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+
+[[route]]
+name = "all"
+pool = "app"
+
+[pool.app]
+servers = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }]
+"#,
+        );
+        let out = check(&path).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stdout: {stdout} stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("app"), "the summary names the pool: {stdout}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn check_reports_every_error_with_file_line_col() {
+    bounded(async {
+        let path = temp_file(
+            "bad",
+            br#"[[listener]]
+name = "web"
+bind = "127.0.0.1:notaport"
+
+[[route]]
+name = "all"
+pool = "missing"
+
+[pool.app]
+servers = ["127.0.0.1:9001"]
+retrys = 2
+timeouts = { connect = "3 parsecs" }
+"#,
+        );
+        let name = path.display().to_string();
+        let out = check(&path).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        for (line, what) in [(3, "notaport"), (7, "missing"), (11, "retries"), (12, "parsecs")] {
+            let prefix = format!("{name}:{line}:");
+            assert!(
+                stderr.lines().any(|l| l.starts_with(&prefix) && l.contains(what)),
+                "no error at line {line} mentioning `{what}`:\n{stderr}"
+            );
+        }
+        assert!(stderr.contains("did you mean"), "{stderr}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn check_never_panics_on_garbage() {
+    bounded(async {
+        for (i, text) in [
+            &b"[[listener\n=== \n"[..],
+            b"\xff\xfe not utf-8",
+            b"workers = -1\nshutdown_grace = 5\n[pool]\nx = []\n",
+            b"[[route]]\n[[route]]\npath = 7\n",
+            b"",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let path = temp_file(&format!("garbage{i}"), text);
+            let out = check(&path).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "file {i}: {stderr}");
+            assert!(!stderr.contains("panicked"), "file {i}: {stderr}");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn proxy_command_serves_and_stops_gracefully_on_sigterm() {
+    bounded(async {
+        let backend = Backend::start("cli").await;
+        let mut child = Command::new(BIN)
+            .args(["proxy", "--listen", "127.0.0.1:0", "--threads", "1", "--to"])
+            .arg(backend.address())
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ringway proxy");
+        // The engine logs the address it bound (port 0 resolved).
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read stderr")
+                .expect("ringway exited before listening");
+            if let Some(i) = line.find("http://") {
+                let rest = &line[i + "http://".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == ':'))
+                    .unwrap_or(rest.len());
+                break rest[..end].to_owned();
+            }
+        };
+        // Keep draining stderr so that the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let client = client();
+        let r = send(client.get(format!("http://{addr}/hello"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.backend(), "cli");
+
+        let slow = client
+            .get(format!("http://{addr}/slow"))
+            .header(DELAY_HEADER, "500");
+        let in_flight = tokio::spawn(async move {
+            match slow.send().await {
+                Ok(resp) => Ok(Reply::read(resp).await),
+                Err(e) => Err(e),
+            }
+        });
+        backend.wait_requests(2).await;
+        let pid = child.id().expect("child pid").to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(killed.success());
+        let reply = in_flight.await.expect("request task");
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .expect("ringway exits after SIGTERM once idle")
+            .expect("wait for ringway");
+        match reply {
+            Ok(r) => assert_eq!(r.status, 200, "the request in flight at SIGTERM: {}", r.text()),
+            Err(e) => panic!("the request in flight at SIGTERM failed ({e:?}); ringway exited with {status}"),
+        }
+        assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
+    bounded(async {
+        // Once ringway has said where it listens, SIGTERM must mean a graceful stop (exit 0),
+        // never the default action of an uncaught signal. Ten tries make a race visible.
+        for attempt in 0..10 {
+            let mut child = Command::new(BIN)
+                .args([
+                    "proxy",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--threads",
+                    "1",
+                    "--to",
+                    "127.0.0.1:9",
+                ])
+                .env("NO_COLOR", "1")
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn ringway proxy");
+            let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("read stderr")
+                    .expect("ringway exited before listening");
+                if line.contains("http://") {
+                    break;
+                }
+            }
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            let pid = child.id().expect("child pid").to_string();
+            let killed = Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .await
+                .expect("run kill");
+            assert!(killed.success());
+            let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .expect("ringway exits after SIGTERM")
+                .expect("wait for ringway");
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "attempt {attempt}: SIGTERM just after start gave {status}"
+            );
+        }
+    })
+    .await
+}
