@@ -314,3 +314,15 @@ async fn slow_body_and_slow_response_are_not_cut_by_head_or_idle_timeouts() {
     })
     .await
 }
+
+#[tokio::test]
+async fn absolute_form_target_with_userinfo_is_400() {
+    // RFC 9110 4.2.4: userinfo in an http URI is to be treated as an error (it hides the real
+    // authority); it must not reach a server, in Host or anywhere else.
+    bounded(expect_refused(
+        |_| {},
+        400,
+        &[b"GET http://user:secret@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n"],
+    ))
+    .await
+}

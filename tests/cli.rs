@@ -197,10 +197,19 @@ async fn proxy_command_serves_and_stops_gracefully_on_sigterm() {
 
 #[tokio::test]
 async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
+    use tokio::io::AsyncWriteExt;
     bounded(async {
         // Once ringway has said where it listens, SIGTERM must mean a graceful stop (exit 0),
-        // never the default action of an uncaught signal. Ten tries make a race visible.
+        // never the default action of an uncaught signal. The signal is sent by a shell started
+        // beforehand (no fork/exec in between) and tried ten times, to make a race visible.
         for attempt in 0..10 {
+            let mut killer = Command::new("sh")
+                .args(["-c", "read pid && kill -TERM \"$pid\""])
+                .stdin(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn sh");
+            let mut killer_stdin = killer.stdin.take().expect("killer stdin");
             let mut child = Command::new(BIN)
                 .args([
                     "proxy",
@@ -219,6 +228,7 @@ async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
                 .kill_on_drop(true)
                 .spawn()
                 .expect("spawn ringway proxy");
+            let pid = child.id().expect("child pid");
             let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
             loop {
                 let line = lines
@@ -230,14 +240,13 @@ async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
                     break;
                 }
             }
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            let pid = child.id().expect("child pid").to_string();
-            let killed = Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
+            killer_stdin
+                .write_all(format!("{pid}\n").as_bytes())
                 .await
-                .expect("run kill");
-            assert!(killed.success());
+                .expect("tell the killer");
+            drop(killer_stdin);
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            assert!(killer.wait().await.expect("killer").success());
             let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
                 .await
                 .expect("ringway exits after SIGTERM")

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::access_log::AccessRecord;
 use super::server::ConnToken;
 use super::state::Server;
-use super::upstream::{self, Sender};
+use super::upstream::{self, Conn};
 
 /// The request body went over the listener's `max_body_bytes`.
 #[derive(Debug)]
@@ -96,7 +96,7 @@ pub struct Exchange {
     /// The server that answers.
     pub server: std::sync::Arc<Server>,
     /// The connection, returned to the idle pool if the response was read to its end.
-    pub sender: Option<Sender>,
+    pub conn: Option<Conn>,
 }
 
 impl Drop for Exchange {
@@ -215,9 +215,9 @@ impl Drop for ResponseBody {
         let complete = self.complete || self.is_end_stream();
         if let Some(mut ex) = self.exchange.take()
             && complete
-            && let Some(sender) = ex.sender.take()
+            && let Some(conn) = ex.conn.take()
         {
-            upstream::release(ex.server.id, sender);
+            upstream::release(ex.server.id, conn);
         }
         if let Some(log) = self.log.take() {
             log.write(self.bytes, complete);

@@ -25,7 +25,7 @@ use super::body::{BodyTooLarge, Exchange, RequestBody, ResponseBody};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
-use super::upstream::{self, ConnectError, Sender};
+use super::upstream::{self, Conn, ConnectError};
 use crate::route;
 
 /// What one connection's requests share.
@@ -115,12 +115,11 @@ fn request_host<B>(req: &Request<B>) -> &str {
 /// Serves one request of a connection.
 pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response<ResponseBody>, Infallible> {
     let token = ctx.state.begin();
-    let start = Instant::now();
     let rid = headers::request_id(req.headers());
     let mut log = ctx.access_log.as_ref().map(|log| {
         Box::new(AccessRecord {
             log: log.clone(),
-            start,
+            start: Instant::now(),
             wall: SystemTime::now(),
             client: ctx.peer.ip(),
             method: req.method().clone(),
@@ -266,11 +265,11 @@ impl InFlight {
         InFlight(Some(server))
     }
 
-    fn into_exchange(mut self, sender: Sender) -> Option<Exchange> {
+    fn into_exchange(mut self, conn: Conn) -> Option<Exchange> {
         // The exchange takes over the in-flight count (and decrements it when dropped).
         self.0.take().map(|server| Exchange {
             server,
-            sender: Some(sender),
+            conn: Some(conn),
         })
     }
 }
@@ -295,11 +294,11 @@ fn is_body_too_large(e: &hyper::Error) -> bool {
 }
 
 /// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
-async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Sender, bool), ConnectError> {
+async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Conn, bool), ConnectError> {
     if !fresh {
-        while let Some(mut s) = upstream::checkout(server.id) {
-            if s.ready().await.is_ok() {
-                return Ok((s, true));
+        while let Some(mut c) = upstream::checkout(server.id) {
+            if c.sender.ready().await.is_ok() {
+                return Ok((c, true));
             }
         }
     }
@@ -399,7 +398,7 @@ async fn forward(
         // fresh connection to the same server is then tried before moving on.
         let mut fresh = false;
         let outcome = loop {
-            let (mut sender, pooled) = match connection(&server, pool, fresh).await {
+            let (mut conn, pooled) = match connection(&server, pool, fresh).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!("{} ({}): {e}", server.name, server.addr);
@@ -413,14 +412,20 @@ async fn forward(
                 }
             };
             let started = Instant::now();
-            match tokio::time::timeout(settings.response_timeout, sender.try_send_request(request)).await {
-                Err(_) => {
+            conn.timer.as_mut().reset(started + settings.response_timeout);
+            let response = tokio::select! {
+                biased;
+                r = conn.sender.try_send_request(request) => Some(r),
+                () = conn.timer.as_mut() => None,
+            };
+            match response {
+                None => {
                     server.failures.fetch_add(1, Ordering::Relaxed);
                     info.server = Some(server.clone());
                     return gateway_timeout();
                 }
-                Ok(Ok(resp)) => break Some((resp, sender, started)),
-                Ok(Err(mut e)) => match e.take_message() {
+                Some(Ok(resp)) => break Some((resp, conn, started)),
+                Some(Err(mut e)) => match e.take_message() {
                     Some(back) if !fresh => {
                         request = back;
                         fresh = true;
@@ -449,13 +454,15 @@ async fn forward(
                 },
             }
         };
-        let Some((resp, sender, sent_at)) = outcome else {
+        let Some((resp, conn, sent_at)) = outcome else {
             server.failures.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        info.time = Some(sent_at.elapsed());
+        if ctx.access_log.is_some() {
+            info.time = Some(sent_at.elapsed());
+        }
         info.server = Some(server);
-        return upstream_response(resp, guard, sender, client_upgrade);
+        return upstream_response(resp, guard, conn, client_upgrade);
     }
     match failure {
         None => unavailable(),
@@ -467,7 +474,7 @@ async fn forward(
 fn upstream_response(
     mut resp: Response<Incoming>,
     guard: InFlight,
-    sender: Sender,
+    conn: Conn,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
     let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
@@ -487,7 +494,7 @@ fn upstream_response(
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, upgraded);
     parts.version = Version::HTTP_11;
-    let body = match guard.into_exchange(sender) {
+    let body = match guard.into_exchange(conn) {
         Some(exchange) => ResponseBody::upstream(body, exchange),
         None => ResponseBody::empty(),
     };

@@ -133,10 +133,7 @@ impl HeadScan {
         }
         let mut line_start = 0;
         let mut line_is_continuation = self.mid_line;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b != b'\n' {
-                continue;
-            }
+        for i in memchr::memchr_iter(b'\n', bytes) {
             let line = &bytes[line_start..i];
             let empty = if line_is_continuation {
                 self.pending_cr && line.is_empty()

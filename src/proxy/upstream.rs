@@ -19,6 +19,17 @@ use super::body::RequestBody;
 /// A connection's request sender.
 pub type Sender = http1::SendRequest<RequestBody>;
 
+/// An upstream connection: its request sender and its response timer.
+///
+/// The timer lives as long as the connection and is reset for each request: tokio extends a
+/// later deadline in place, so a request costs no timer-wheel insertion and removal.
+pub struct Conn {
+    /// Sends requests on the connection.
+    pub sender: Sender,
+    /// Fires when the current request's response head is late.
+    pub timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
 /// Idle connections kept per server and worker; more are closed when released.
 const MAX_IDLE_PER_SERVER: usize = 1024;
 
@@ -40,20 +51,20 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdleMap = HashMap<u64, Vec<Sender>, BuildHasherDefault<IdHasher>>;
+type IdleMap = HashMap<u64, Vec<Conn>, BuildHasherDefault<IdHasher>>;
 
 thread_local! {
     static IDLE: RefCell<IdleMap> = RefCell::new(HashMap::default());
 }
 
 /// Takes an idle connection to server `id` that is still open, if any.
-pub fn checkout(id: u64) -> Option<Sender> {
+pub fn checkout(id: u64) -> Option<Conn> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&id)?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        while let Some(c) = list.pop() {
+            if !c.sender.is_closed() {
+                return Some(c);
             }
         }
         None
@@ -61,15 +72,15 @@ pub fn checkout(id: u64) -> Option<Sender> {
 }
 
 /// Returns a connection whose last response was read to its end.
-pub fn release(id: u64, sender: Sender) {
-    if sender.is_closed() {
+pub fn release(id: u64, conn: Conn) {
+    if conn.sender.is_closed() {
         return;
     }
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(id).or_default();
         if list.len() < MAX_IDLE_PER_SERVER {
-            list.push(sender);
+            list.push(conn);
         }
     });
 }
@@ -96,7 +107,7 @@ impl std::fmt::Display for ConnectError {
 }
 
 /// Opens a new HTTP/1.1 connection; its driver runs as a task of the current worker.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ConnectError::Io(e)),
@@ -114,5 +125,9 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Conn
             tracing::debug!("upstream connection to {addr} ended: {e}");
         }
     });
-    Ok(sender)
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+    Ok(Conn {
+        sender,
+        timer: Box::pin(tokio::time::sleep_until(far)),
+    })
 }
