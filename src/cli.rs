@@ -200,8 +200,9 @@ pub fn send_reload(admin: &str) -> ExitCode {
     }
 }
 
-/// `ringway demo`: three rooms services on loopback behind a balancer on `port`.
-pub fn demo(port: u16) -> ExitCode {
+/// `ringway demo`: three rooms services on loopback behind a balancer on `port`, the status
+/// page on `admin_port`.
+pub fn demo(port: u16, admin_port: u16) -> ExitCode {
     let (tx, rx) = std::sync::mpsc::channel();
     // The rooms services run on their own thread and runtime, like servers on other hosts.
     std::thread::spawn(move || {
@@ -235,7 +236,8 @@ pub fn demo(port: u16) -> ExitCode {
         }
         Err(_) => return ExitCode::FAILURE,
     };
-    let config = demo_config(port, &addrs);
+    let mut config = demo_config(port, &addrs);
+    config.admin.listen = SocketAddr::from(([127, 0, 0, 1], admin_port));
     let engine = match Engine::start(config, None, None) {
         Ok(e) => Arc::new(e),
         Err(e) => {

@@ -32,9 +32,12 @@ enum Command {
     },
     /// Run the embedded demo: three rooms services behind the balancer.
     Demo {
-        /// Port of the demo's listener on 127.0.0.1.
+        /// Port of the demo's listener on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Port of the status page and admin API on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 9090)]
+        admin_port: u16,
     },
     /// A load balancer in one line, no config file: one listener, one route, one pool.
     Proxy {
@@ -134,7 +137,7 @@ fn main() -> ExitCode {
             None,
             false,
         ),
-        Command::Demo { port } => ringway::cli::demo(port),
+        Command::Demo { port, admin_port } => ringway::cli::demo(port, admin_port),
         Command::Ring(args) => ringway::ring_cmd::run(&args, &ringway::cli::pool_source),
         Command::Reload { admin } => ringway::cli::send_reload(&admin),
     }
