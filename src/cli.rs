@@ -111,34 +111,63 @@ pub fn proxy_config(listen: SocketAddr, to: &[String], balance: Balance, access_
     c
 }
 
-/// Waits for SIGTERM/SIGINT (graceful stop) and SIGHUP (reload) on the calling thread.
-pub fn wait_for_signals(engine: &Engine) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => match engine.reload_from_file() {
-                    Ok(_) => tracing::info!("configuration reloaded"),
-                    Err(errors) => {
-                        for e in errors {
-                            tracing::error!("reload refused: {e}");
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this is built.
+///
+/// Built before the engine starts serving: until a handler is registered those signals keep their
+/// default action, which ends the process at once (SIGHUP too), in-flight requests and all.
+pub struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int, hup) = {
+            let _guard = rt.enter();
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            )
+        };
+        Ok(Signals { rt, term, int, hup })
+    }
+
+    /// Waits on the calling thread: SIGTERM/SIGINT stop gracefully, SIGHUP reloads.
+    pub fn wait(self, engine: &Engine) -> std::io::Result<()> {
+        let Signals {
+            rt,
+            mut term,
+            mut int,
+            mut hup,
+        } = self;
+        rt.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = hup.recv() => match engine.reload_from_file() {
+                        Ok(_) => tracing::info!("configuration reloaded"),
+                        Err(errors) => {
+                            for e in errors {
+                                tracing::error!("reload refused: {e}");
+                            }
                         }
-                    }
-                },
+                    },
+                }
             }
-        }
-        tracing::info!("shutting down: finishing in-flight requests");
-        engine.shutdown();
-        Ok(())
-    })
+            tracing::info!("shutting down: finishing in-flight requests");
+            engine.shutdown();
+            Ok(())
+        })
+    }
 }
 
 /// `ringway ring -c FILE --pool NAME`: the members and ring settings of a configured pool.
@@ -236,6 +265,13 @@ pub fn demo(port: u16, admin_port: u16) -> ExitCode {
         }
         Err(_) => return ExitCode::FAILURE,
     };
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringway demo: cannot catch signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut config = demo_config(port, &addrs);
     config.admin.listen = SocketAddr::from(([127, 0, 0, 1], admin_port));
     let engine = match Engine::start(config, None, None) {
@@ -267,7 +303,7 @@ pub fn demo(port: u16, admin_port: u16) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    match wait_for_signals(&engine) {
+    match signals.wait(&engine) {
         Ok(()) => {
             engine.wait();
             ExitCode::SUCCESS

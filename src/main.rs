@@ -159,6 +159,14 @@ impl From<BalanceArg> for config::Balance {
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads `config_path` if there is one.
 fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, admin: bool) -> ExitCode {
+    // Caught before the listeners open: a SIGTERM (or SIGHUP) must never meet the default action.
+    let signals = match ringway::cli::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringway: cannot catch signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = match Engine::start(config, threads, config_path) {
         Ok(e) => e,
         Err(e) => {
@@ -176,7 +184,7 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         engine.wait();
         return ExitCode::FAILURE;
     }
-    match ringway::cli::wait_for_signals(&engine) {
+    match signals.wait(&engine) {
         Ok(()) => {
             engine.wait();
             tracing::info!("stopped");

@@ -322,7 +322,7 @@ async fn absolute_form_target_with_userinfo_is_400() {
     bounded(expect_refused(
         |_| {},
         400,
-        &[b"GET http://user:secret@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n"],
+        &[b"GET http://user:secret@a.example/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"],
     ))
     .await
 }

@@ -164,6 +164,12 @@ async fn dispatch(
         tracing::debug!("400 from {}: {why}", ctx.peer);
         return bad_request();
     }
+    // Userinfo in an http(s) target is an error (RFC 9110 4.2.4); forwarding it as Host would
+    // also leak the credentials to the server.
+    if req.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
+        tracing::debug!("400 from {}: userinfo in the request target", ctx.peer);
+        return bad_request();
+    }
     if let Some(r) = ctx.listener.redirect_https {
         return redirect_to_https(&req, r.port, r.status);
     }
