@@ -103,6 +103,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(c) => {
+                let (errors, warnings) = ringway::proxy::state::unsupported(&c);
+                for w in &warnings {
+                    eprintln!("{}: warning: {w}", config.display());
+                }
+                if !errors.is_empty() {
+                    for e in &errors {
+                        eprintln!("{}: {e}", config.display());
+                    }
+                    return ExitCode::FAILURE;
+                }
                 println!("{}: {}", config.display(), config::summary(&c));
                 ExitCode::SUCCESS
             }

@@ -260,3 +260,35 @@ async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
     })
     .await
 }
+
+#[tokio::test]
+async fn check_refuses_settings_this_version_cannot_honour() {
+    bounded(async {
+        let path = temp_file(
+            "tls",
+            br#"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+tls = { cert = "site.pem", key = "site.key" }
+
+[[route]]
+name = "all"
+pool = "app"
+
+[pool.app]
+servers = ["127.0.0.1:9001"]
+health = { path = "/healthz" }
+"#,
+        );
+        let out = check(&path).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+        assert!(stderr.contains("TLS is not supported"), "{stderr}");
+        assert!(
+            stderr.contains("warning: pool `app`: active health checks"),
+            "{stderr}"
+        );
+    })
+    .await
+}

@@ -342,7 +342,10 @@ impl Snapshot {
     /// Builds a snapshot; servers and pools of `previous` with the same name and address are
     /// kept (with their live state and counters).
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, Vec<String>> {
-        let mut errors = Vec::new();
+        let (mut errors, warnings) = unsupported(&config);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
         let mut pools = HashMap::new();
         for p in &config.pools {
             let (algorithm, hash_key) = algorithm_of(&p.balance);
@@ -441,6 +444,61 @@ impl Snapshot {
             config: Arc::new(config),
         })
     }
+}
+
+/// Settings the configuration accepts whose runtime part is not built yet.
+///
+/// Errors are settings that would change what a client gets if ignored (a TLS listener served
+/// in plaintext, a PROXY header read as a request, a maintenance page never shown); the engine
+/// refuses them. Warnings are settings whose absence only removes a safety net.
+pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for l in &config.listeners {
+        if l.tls.is_some() {
+            errors.push(format!(
+                "listener `{}`: TLS is not supported by this version yet",
+                l.name
+            ));
+        }
+        if l.proxy_protocol {
+            errors.push(format!(
+                "listener `{}`: proxy_protocol is not supported by this version yet",
+                l.name
+            ));
+        }
+    }
+    for r in &config.routes {
+        if let Some(m) = &r.maintenance
+            && (m.enabled || !m.windows.is_empty())
+        {
+            errors.push(format!(
+                "route `{}`: maintenance is not supported by this version yet",
+                r.name
+            ));
+        }
+    }
+    for p in &config.pools {
+        if p.discover.is_some() {
+            errors.push(format!(
+                "pool `{}`: DNS discovery is not supported by this version yet",
+                p.name
+            ));
+        }
+        if p.health.is_some() {
+            warnings.push(format!(
+                "pool `{}`: active health checks are not run by this version yet; servers count as up",
+                p.name
+            ));
+        }
+        if p.passive.is_some() {
+            warnings.push(format!(
+                "pool `{}`: passive ejection is not done by this version yet",
+                p.name
+            ));
+        }
+    }
+    (errors, warnings)
 }
 
 /// Picks a server of `pool` for a request, skipping those tried already.
