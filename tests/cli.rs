@@ -148,12 +148,8 @@ async fn proxy_command_serves_and_stops_gracefully_on_sigterm() {
                 .await
                 .expect("read stderr")
                 .expect("ringway exited before listening");
-            if let Some(i) = line.find("http://") {
-                let rest = &line[i + "http://".len()..];
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == ':'))
-                    .unwrap_or(rest.len());
-                break rest[..end].to_owned();
+            if let Some(addr) = address_after(&line, "http://") {
+                break addr;
             }
         };
         // Keep draining stderr so that the child never blocks on a full pipe.

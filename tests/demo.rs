@@ -12,15 +12,6 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringway");
 
-/// The address after `marker` in a line, e.g. "behind http://127.0.0.1:1234".
-fn address_after(line: &str, marker: &str) -> Option<String> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == ':'))
-        .unwrap_or(rest.len());
-    Some(rest[..end].to_owned())
-}
-
 #[tokio::test]
 async fn demo_serves_rooms_cache_and_status_page() {
     bounded(async {

@@ -20,7 +20,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::access_log::{AccessLog, AccessRecord};
+use super::access_log::AccessRecord;
 use super::body::{BodyTooLarge, Exchange, RequestBody, ResponseBody};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ListenerCtx};
@@ -30,16 +30,14 @@ use crate::route;
 
 /// What one connection's requests share.
 pub struct ConnCtx {
-    /// The configuration snapshot this connection started with.
-    pub snapshot: Arc<Snapshot>,
+    /// The live configuration: each request takes the snapshot current when it arrives.
+    pub shared: Arc<super::server::Shared>,
     /// The listener that accepted it.
     pub listener: Rc<ListenerCtx>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Liveness state for the idle and header timeouts.
     pub state: Arc<ConnState>,
-    /// The access log, if on.
-    pub access_log: Option<Arc<AccessLog>>,
     /// The client's address as an `X-Forwarded-For` value.
     pub client_ip: HeaderValue,
 }
@@ -115,8 +113,12 @@ fn request_host<B>(req: &Request<B>) -> &str {
 /// Serves one request of a connection.
 pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response<ResponseBody>, Infallible> {
     let token = ctx.state.begin();
+    // Taken per request, not per connection: after a reload the next request of a keep-alive
+    // connection already uses the new routes, while this one finishes on the ones it started with.
+    let snapshot = ctx.shared.snapshot.load_full();
+    let access_log = ctx.shared.access_log.load();
     let rid = headers::request_id(req.headers());
-    let mut log = ctx.access_log.as_ref().map(|log| {
+    let mut log = access_log.as_ref().as_ref().map(|log| {
         Box::new(AccessRecord {
             log: log.clone(),
             start: Instant::now(),
@@ -135,14 +137,15 @@ pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response
         })
     });
     let mut info = UpstreamInfo::default();
-    let mut resp = dispatch(req, &ctx, &rid, &mut info).await;
+    let timed = log.is_some();
+    let mut resp = dispatch(req, &ctx, &snapshot, &rid, &mut info, timed).await;
     if let Some(log) = log.as_mut() {
         log.status = resp.status().as_u16();
         log.upstream = info.server.map(|s| s.addr_text.clone());
         log.upstream_time = info.time;
         log.route = info
             .route
-            .and_then(|i| ctx.snapshot.routes.get(i))
+            .and_then(|i| snapshot.routes.get(i))
             .map(|r| r.name.clone());
     }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), rid);
@@ -153,8 +156,10 @@ pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response
 async fn dispatch(
     req: Request<Incoming>,
     ctx: &ConnCtx,
+    snapshot: &Snapshot,
     rid: &HeaderValue,
     info: &mut UpstreamInfo,
+    timed: bool,
 ) -> Response<ResponseBody> {
     let mut facts = headers::RequestFacts::of(req.headers());
     if facts.transfer_encoding && req.version() != Version::HTTP_2 && ctx.state.head_had_content_length() {
@@ -173,7 +178,6 @@ async fn dispatch(
     if let Some(r) = ctx.listener.redirect_https {
         return redirect_to_https(&req, r.port, r.status);
     }
-    let snapshot = &ctx.snapshot;
     let Some(index) = snapshot.table.find(request_host(&req), req.uri().path()) else {
         return not_found();
     };
@@ -190,7 +194,7 @@ async fn dispatch(
         }
         RouteTarget::Static { dir } => Box::pin(super::static_files::serve(&req, dir, &route.prefix)).await,
         RouteTarget::Forward { pool, strip } => {
-            forward(req, facts, ctx, pool, strip.as_deref(), rid, info).await
+            forward(req, facts, ctx, pool, strip.as_deref(), rid, info, timed).await
         }
     }
 }
@@ -316,6 +320,7 @@ async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Conn, 
         .map(|s| (s, false))
 }
 
+#[allow(clippy::too_many_arguments)] // the request's context, passed down without a struct
 async fn forward(
     req: Request<Incoming>,
     facts: headers::RequestFacts,
@@ -324,6 +329,7 @@ async fn forward(
     strip: Option<&str>,
     rid: &HeaderValue,
     info: &mut UpstreamInfo,
+    timed: bool,
 ) -> Response<ResponseBody> {
     let limits = &ctx.listener.limits;
     if facts.content_length.is_some_and(|n| n > limits.max_body_bytes) {
@@ -464,7 +470,7 @@ async fn forward(
             server.failures.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        if ctx.access_log.is_some() {
+        if timed {
             info.time = Some(sent_at.elapsed());
         }
         info.server = Some(server);

@@ -4,7 +4,8 @@
 //! queue and no lock), the worker threads (each a single-threaded tokio runtime that owns its
 //! connections and its upstream idle pool), the life of a client connection (HTTP/1.1 or
 //! cleartext HTTP/2 by prior knowledge, header and idle timeouts, graceful shutdown), and
-//! configuration reloads (the snapshot is swapped; connections keep the one they started with).
+//! configuration reloads (the snapshot is swapped; each request takes the current one, and what
+//! is in flight finishes on the one it started with).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -371,7 +372,8 @@ impl Engine {
     }
 
     /// Swaps in a new configuration; listeners stay as they are (a change of listeners needs a
-    /// restart), established connections keep the routes they started with.
+    /// restart). No connection is closed: requests in flight finish on the routes they started
+    /// with, and the next request of every connection uses the new ones.
     pub fn reload(&self, config: Config) -> Result<(), Vec<String>> {
         let old = self.shared.snapshot.load();
         let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
@@ -491,11 +493,10 @@ async fn serve_connection(
     let state = Arc::new(ConnState::new());
     let limits = listener.limits;
     let ctx = Rc::new(ConnCtx {
-        snapshot: shared.snapshot.load_full(),
+        shared: shared.clone(),
         listener,
         peer,
         state: state.clone(),
-        access_log: (**shared.access_log.load()).clone(),
         client_ip: super::headers::ip_header_value(peer.ip()),
     });
     let io = TokioIo::new(TrackedStream {

@@ -802,3 +802,12 @@ pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The `host:port` after `marker` in a log line, e.g. "listener `main` on http://127.0.0.1:1234".
+pub fn address_after(line: &str, marker: &str) -> Option<String> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == ':'))
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
