@@ -116,11 +116,11 @@ pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response
     // Taken per request, not per connection: after a reload the next request of a keep-alive
     // connection already uses the new routes, while this one finishes on the ones it started with.
     let snapshot = ctx.shared.snapshot.load_full();
-    let access_log = ctx.shared.access_log.load();
+    let access_log: Option<Arc<_>> = ctx.shared.access_log.load().as_ref().clone();
     let rid = headers::request_id(req.headers());
-    let mut log = access_log.as_ref().as_ref().map(|log| {
+    let mut log = access_log.map(|log| {
         Box::new(AccessRecord {
-            log: log.clone(),
+            log,
             start: Instant::now(),
             wall: SystemTime::now(),
             client: ctx.peer.ip(),
