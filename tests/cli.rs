@@ -288,3 +288,54 @@ health = { path = "/healthz" }
     })
     .await
 }
+
+#[tokio::test]
+async fn ring_plans_a_configured_pool() {
+    bounded(async {
+        let path = temp_file(
+            "ring",
+            br#"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+
+[[route]]
+name = "cache"
+path = "/cache/"
+pool = "cache"
+
+[pool.cache]
+balance = "consistent_hash"
+hash = "sha1-28"
+vnodes = 5
+servers = [{ address = "127.0.0.1:11211", name = "server-a" }, { address = "127.0.0.1:11212", name = "server-b" }]
+"#,
+        );
+        let out = Command::new(BIN)
+            .arg("ring")
+            .arg("-c")
+            .arg(&path)
+            .args(["--pool", "cache", "--add", "server-c"])
+            .output()
+            .await
+            .expect("run ringway ring");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        // The classic demonstration's tables, read from the pool's names, vnodes and hash.
+        assert!(stdout.contains("   23746828 --> server-a-4 (6848918 hashes)"), "{stdout}");
+        assert!(stdout.contains("84970214 hashes move, 31.654% of the hash space"), "{stdout}");
+        assert!(stdout.contains("Nothing moves between two servers that stay."), "{stdout}");
+
+        let missing = Command::new(BIN)
+            .arg("ring")
+            .arg("-c")
+            .arg(&path)
+            .args(["--pool", "nope"])
+            .output()
+            .await
+            .expect("run ringway ring");
+        assert_eq!(missing.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("no pool `nope`"));
+    })
+    .await
+}
