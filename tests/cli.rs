@@ -129,15 +129,11 @@ async fn check_never_panics_on_garbage() {
 async fn proxy_command_serves_and_stops_gracefully_on_sigterm() {
     bounded(async {
         let backend = Backend::start("cli").await;
-        let mut child = Command::new(BIN)
+        let mut child = ringway_command()
             .args(["proxy", "--listen", "127.0.0.1:0", "--threads", "1", "--to"])
             .arg(backend.address())
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn ringway proxy");
         // The engine logs the address it bound (port 0 resolved).
@@ -311,14 +307,20 @@ vnodes = 5
 servers = [{ address = "127.0.0.1:11211", name = "server-a" }, { address = "127.0.0.1:11212", name = "server-b" }]
 "#,
         );
-        let out = Command::new(BIN)
-            .arg("ring")
-            .arg("-c")
-            .arg(&path)
-            .args(["--pool", "cache", "--add", "server-c"])
-            .output()
-            .await
-            .expect("run ringway ring");
+        let ring = |args: &'static [&'static str]| {
+            let path = path.clone();
+            async move {
+                Command::new(BIN)
+                    .arg("ring")
+                    .arg("-c")
+                    .arg(&path)
+                    .args(args)
+                    .output()
+                    .await
+                    .expect("run ringway ring")
+            }
+        };
+        let out = ring(&["--pool", "cache", "--add", "server-c"]).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{stdout}");
         // The classic demonstration's tables, read from the pool's names, vnodes and hash.
@@ -326,14 +328,7 @@ servers = [{ address = "127.0.0.1:11211", name = "server-a" }, { address = "127.
         assert!(stdout.contains("84970214 hashes move, 31.654% of the hash space"), "{stdout}");
         assert!(stdout.contains("Nothing moves between two servers that stay."), "{stdout}");
 
-        let missing = Command::new(BIN)
-            .arg("ring")
-            .arg("-c")
-            .arg(&path)
-            .args(["--pool", "nope"])
-            .output()
-            .await
-            .expect("run ringway ring");
+        let missing = ring(&["--pool", "nope"]).await;
         assert_eq!(missing.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&missing.stderr).contains("no pool `nope`"));
     })

@@ -10,19 +10,13 @@ use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringway");
-
 #[tokio::test]
 async fn demo_serves_rooms_cache_and_status_page() {
     bounded(async {
-        let mut child = Command::new(BIN)
+        let mut child = ringway_command()
             .args(["demo", "--port", "0", "--admin-port", "0"])
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn ringway demo");
         let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();

@@ -11,8 +11,6 @@ use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringway");
-
 fn config_text(listen_port: u16, backend: &str) -> String {
     format!(
         r#"workers = 1
@@ -54,17 +52,12 @@ async fn reload_swaps_a_good_file_and_refuses_a_bad_one() {
         // (a listener change would need a restart).
         write(&path, &config_text(0, &first.address()));
 
-        let mut child = Command::new(BIN)
+        let mut child = ringway_command()
             .arg("run")
             .arg("-c")
             .arg(&path)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("RINGWAY_ADMIN_TOKEN")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn ringway run");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();

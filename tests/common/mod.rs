@@ -811,3 +811,15 @@ pub fn address_after(line: &str, marker: &str) -> Option<String> {
         .unwrap_or(rest.len());
     Some(rest[..end].to_owned())
 }
+
+/// The `ringway` binary as a child process: info logs on stderr without colour, no stdin, no
+/// admin token from the environment, killed if the test drops it.
+pub fn ringway_command() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringway"));
+    c.env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .env_remove("RINGWAY_ADMIN_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    c
+}
