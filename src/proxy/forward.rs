@@ -138,7 +138,15 @@ pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response
     });
     let mut info = UpstreamInfo::default();
     let timed = log.is_some();
-    let mut resp = dispatch(req, &ctx, &snapshot, &rid, &mut info, timed).await;
+    // The decision is taken without awaiting, so the request reaches `forward` by one move:
+    // every layer of async functions in between would copy it into its own state.
+    let mut resp = match decide(&req, &ctx, &snapshot, &mut info) {
+        Decision::Answer(resp) => resp,
+        Decision::Static { dir, prefix } => Box::pin(super::static_files::serve(&req, dir, prefix)).await,
+        Decision::Forward { facts, pool, strip } => {
+            forward(req, facts, &ctx, pool, strip, &rid, &mut info, timed).await
+        }
+    };
     if let Some(log) = log.as_mut() {
         log.status = resp.status().as_u16();
         log.upstream = info.server.map(|s| s.addr_text.clone());
@@ -153,36 +161,51 @@ pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response
     Ok(resp)
 }
 
-async fn dispatch(
-    req: Request<Incoming>,
+/// What to do with a request.
+enum Decision<'a> {
+    /// Answer at once: an error, a redirect.
+    Answer(Response<ResponseBody>),
+    /// Serve a file of a static route.
+    Static {
+        dir: &'a std::path::Path,
+        prefix: &'a str,
+    },
+    /// Forward to a pool's server.
+    Forward {
+        facts: headers::RequestFacts,
+        pool: &'a Pool,
+        strip: Option<&'a str>,
+    },
+}
+
+fn decide<'a>(
+    req: &Request<Incoming>,
     ctx: &ConnCtx,
-    snapshot: &Snapshot,
-    rid: &HeaderValue,
+    snapshot: &'a Snapshot,
     info: &mut UpstreamInfo,
-    timed: bool,
-) -> Response<ResponseBody> {
+) -> Decision<'a> {
     let mut facts = headers::RequestFacts::of(req.headers());
     if facts.transfer_encoding && req.version() != Version::HTTP_2 && ctx.state.head_had_content_length() {
         facts.bad_content_length = true;
     }
     if let Some(why) = facts.framing_error(req.version()) {
         tracing::debug!("400 from {}: {why}", ctx.peer);
-        return bad_request();
+        return Decision::Answer(bad_request());
     }
     // Userinfo in an http(s) target is an error (RFC 9110 4.2.4); forwarding it as Host would
     // also leak the credentials to the server.
     if req.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
         tracing::debug!("400 from {}: userinfo in the request target", ctx.peer);
-        return bad_request();
+        return Decision::Answer(bad_request());
     }
     if let Some(r) = ctx.listener.redirect_https {
-        return redirect_to_https(&req, r.port, r.status);
+        return Decision::Answer(redirect_to_https(req, r.port, r.status));
     }
-    let Some(index) = snapshot.table.find(request_host(&req), req.uri().path()) else {
-        return not_found();
+    let Some(index) = snapshot.table.find(request_host(req), req.uri().path()) else {
+        return Decision::Answer(not_found());
     };
     let Some(route) = snapshot.routes.get(index) else {
-        return not_found();
+        return Decision::Answer(not_found());
     };
     info.route = Some(index);
     match &route.target {
@@ -190,12 +213,17 @@ async fn dispatch(
             let mut r = Response::new(ResponseBody::empty());
             *r.status_mut() = *status;
             r.headers_mut().insert(header::LOCATION, location.clone());
-            r
+            Decision::Answer(r)
         }
-        RouteTarget::Static { dir } => Box::pin(super::static_files::serve(&req, dir, &route.prefix)).await,
-        RouteTarget::Forward { pool, strip } => {
-            forward(req, facts, ctx, pool, strip.as_deref(), rid, info, timed).await
-        }
+        RouteTarget::Static { dir } => Decision::Static {
+            dir,
+            prefix: &route.prefix,
+        },
+        RouteTarget::Forward { pool, strip } => Decision::Forward {
+            facts,
+            pool,
+            strip: strip.as_deref(),
+        },
     }
 }
 

@@ -18,26 +18,20 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// The fixed hop-by-hop headers (RFC 9110 7.6.1 and the common non-standard ones), by bit.
 fn hop_by_hop_bit(name: &HeaderName) -> u16 {
-    if name == header::CONNECTION {
-        1
-    } else if name == header::TE {
-        1 << 1
-    } else if name == header::TRAILER {
-        1 << 2
-    } else if name == header::TRANSFER_ENCODING {
-        1 << 3
-    } else if name == header::UPGRADE {
-        1 << 4
-    } else if name == header::PROXY_AUTHENTICATE {
-        1 << 5
-    } else if name == header::PROXY_AUTHORIZATION {
-        1 << 6
-    } else if *name == KEEP_ALIVE {
-        1 << 7
-    } else if *name == PROXY_CONNECTION {
-        1 << 8
-    } else {
-        0
+    // Dispatch on the length first: almost every header name has a length no hop-by-hop name
+    // has, and this runs for every header of every request and response.
+    let s = name.as_str();
+    match s.len() {
+        2 if s == "te" => 1 << 1,
+        7 if s == "trailer" => 1 << 2,
+        7 if s == "upgrade" => 1 << 4,
+        10 if s == "connection" => 1,
+        10 if s == "keep-alive" => 1 << 7,
+        16 if s == "proxy-connection" => 1 << 8,
+        17 if s == "transfer-encoding" => 1 << 3,
+        18 if s == "proxy-authenticate" => 1 << 5,
+        19 if s == "proxy-authorization" => 1 << 6,
+        _ => 0,
     }
 }
 

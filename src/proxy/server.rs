@@ -503,7 +503,9 @@ async fn serve_connection(
         inner: stream,
         state: state.clone(),
     });
-    let svc = service_fn(move |req| forward::handle(req, ctx.clone()));
+    // Boxed per request: hyper otherwise keeps room for the whole request future (3.5 KiB) in
+    // every connection, idle ones included, and copies the future there for each request.
+    let svc = service_fn(move |req| Box::pin(forward::handle(req, ctx.clone())));
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let mut rx = shared.shutdown.subscribe();
