@@ -1,102 +1,24 @@
 //! Bodies on the request path: streamed, never collected whole.
 //!
-//! Owns: the request body sent upstream (with the `max_body_bytes` limit enforced as it
-//! streams) and the response body sent to the client (upstream stream or a short local answer),
-//! whose end returns the upstream connection to its pool, ends the request's in-flight count and
-//! writes the access log line.
+//! Owns: the response body sent to the client (upstream stream or a short local answer), whose
+//! end returns the upstream connection to its pool, ends the request's in-flight count and writes
+//! the access log line. (The request body's way upstream is `upstream::Upload`.)
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-
 use super::access_log::AccessRecord;
 use super::server::ConnToken;
 use super::state::Server;
-use super::upstream::{self, Conn};
+use super::upstream::{self, UpstreamBody};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 
-/// The request body went over the listener's `max_body_bytes`.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body larger than max_body_bytes")
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
-
-/// A request body forwarded upstream.
-#[derive(Debug)]
-pub enum RequestBody {
-    /// No body.
-    Empty,
-    /// The client's body, counted against a limit.
-    Stream {
-        /// The client's body.
-        inner: Incoming,
-        /// Bytes still allowed.
-        remaining: u64,
-    },
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Stream { inner, remaining } => {
-                match Pin::new(inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            let n = data.len() as u64;
-                            if n > *remaining {
-                                // Failing the body makes hyper abort the upstream request, so
-                                // the server never sees a complete one.
-                                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                            }
-                            *remaining -= n;
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Empty => true,
-            RequestBody::Stream { inner, .. } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Stream { inner, .. } => inner.size_hint(),
-        }
-    }
-}
-
-/// The upstream side of one exchange, released when the response body ends or is dropped.
+/// The server side of one exchange: counted in flight until the response body ends or is dropped.
 pub struct Exchange {
     /// The server that answers.
     pub server: std::sync::Arc<Server>,
-    /// The connection, returned to the idle pool if the response was read to its end.
-    pub conn: Option<Conn>,
 }
 
 impl Drop for Exchange {
@@ -106,7 +28,7 @@ impl Drop for Exchange {
 }
 
 enum Kind {
-    Upstream(Incoming),
+    Upstream(Box<UpstreamBody>),
     Full(Option<Bytes>),
 }
 
@@ -140,7 +62,7 @@ impl ResponseBody {
     }
 
     /// The upstream response body of `exchange`.
-    pub fn upstream(inner: Incoming, exchange: Exchange) -> ResponseBody {
+    pub fn upstream(inner: Box<UpstreamBody>, exchange: Exchange) -> ResponseBody {
         ResponseBody {
             kind: Kind::Upstream(inner),
             exchange: Some(exchange),
@@ -160,7 +82,7 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -178,18 +100,17 @@ impl Body for ResponseBody {
                     Poll::Ready(None)
                 }
             },
-            Kind::Upstream(inner) => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(d) = frame.data_ref() {
-                        this.bytes += d.len() as u64;
-                    }
-                    Poll::Ready(Some(Ok(frame)))
+            Kind::Upstream(inner) => match inner.poll_data(cx) {
+                Poll::Ready(Some(Ok(d))) => {
+                    this.bytes += d.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(d))))
                 }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     this.complete = true;
                     Poll::Ready(None)
                 }
-                other => other,
+                Poll::Pending => Poll::Pending,
             },
         }
     }
@@ -205,7 +126,10 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream(inner) => inner.size_hint(),
+            Kind::Upstream(inner) => match inner.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
         }
     }
 }
@@ -213,9 +137,10 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         let complete = self.complete || self.is_end_stream();
-        if let Some(mut ex) = self.exchange.take()
-            && complete
-            && let Some(conn) = ex.conn.take()
+        let kind = std::mem::replace(&mut self.kind, Kind::Full(None));
+        if let Some(ex) = self.exchange.take()
+            && let Kind::Upstream(inner) = kind
+            && let Some(conn) = inner.into_reusable()
         {
             upstream::release(ex.server.id, conn);
         }

@@ -6,6 +6,7 @@
 //! Must not touch: connection accept and lifetime (server.rs), the choice of server
 //! (balance/), idle connection bookkeeping (upstream.rs).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,11 +22,12 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
-use super::body::{BodyTooLarge, Exchange, RequestBody, ResponseBody};
+use super::body::{Exchange, ResponseBody};
+use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
-use super::upstream::{self, Conn, ConnectError};
+use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
 use crate::route;
 
 /// What one connection's requests share.
@@ -253,44 +255,22 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// The upstream request target: origin form, with the route's prefix removed if asked.
-fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
-    if strip.is_none() && uri.scheme().is_none() && uri.authority().is_none() {
-        return None;
+/// The upstream request target in origin form, with the route's prefix removed if asked.
+fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Cow<'u, str> {
+    let Some(prefix) = strip else {
+        return Cow::Borrowed(uri.path_and_query().map_or("/", |p| p.as_str()));
+    };
+    let path = route::strip_prefix(uri.path(), prefix);
+    match uri.query() {
+        Some(q) => Cow::Owned(format!("{path}?{q}")),
+        None => path,
     }
-    let path = uri.path();
-    let path = match strip {
-        Some(prefix) => route::strip_prefix(path, prefix),
-        None => std::borrow::Cow::Borrowed(path),
-    };
-    let target = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
-    };
-    target.parse().ok()
 }
 
 enum Failure {
     Connect,
     ConnectTimeout,
     Reset,
-}
-
-/// The copy of a request head kept to replay an idempotent, bodiless request on another server.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: http::HeaderMap,
-}
-
-impl Replay {
-    fn request(&self) -> Request<RequestBody> {
-        let mut r = Request::new(RequestBody::Empty);
-        *r.method_mut() = self.method.clone();
-        *r.uri_mut() = self.uri.clone();
-        *r.headers_mut() = self.headers.clone();
-        r
-    }
 }
 
 /// Counts a request in flight on a server until dropped or turned into an [`Exchange`].
@@ -303,12 +283,9 @@ impl InFlight {
         InFlight(Some(server))
     }
 
-    fn into_exchange(mut self, conn: Conn) -> Option<Exchange> {
+    fn into_exchange(mut self) -> Option<Exchange> {
         // The exchange takes over the in-flight count (and decrements it when dropped).
-        self.0.take().map(|server| Exchange {
-            server,
-            conn: Some(conn),
-        })
+        self.0.take().map(|server| Exchange { server })
     }
 }
 
@@ -320,29 +297,13 @@ impl Drop for InFlight {
     }
 }
 
-fn is_body_too_large(e: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.is::<BodyTooLarge>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
 /// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
 async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Conn, bool), ConnectError> {
-    if !fresh {
-        while let Some(mut c) = upstream::checkout(server.id) {
-            if c.sender.ready().await.is_ok() {
-                return Ok((c, true));
-            }
-        }
+    if !fresh && let Some(c) = upstream::checkout(server.id) {
+        return Ok((c, true));
     }
-    // Boxed: opening a connection is rare once pools are warm, and its future (connect plus
-    // handshake) would otherwise enlarge every request's future, which hyper keeps allocated
-    // for the life of each client connection.
+    // Boxed: opening a connection is rare once pools are warm, and its future would otherwise
+    // enlarge every request's future.
     Box::pin(upstream::connect(server.addr, pool.settings.connect_timeout))
         .await
         .map(|s| (s, false))
@@ -392,50 +353,39 @@ async fn forward(
         host.as_ref(),
     );
     parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
-    if let Some(uri) = upstream_uri(&parts.uri, strip) {
-        parts.uri = uri;
-    }
-    parts.version = Version::HTTP_11;
+    let target = upstream_target(&parts.uri, strip);
+    let has_body = !body.is_end_stream();
+    let framing = RequestFraming::of(&parts.method, &parts.headers, has_body);
+    let mut upload =
+        has_body.then(|| Upload::new(body, limits.max_body_bytes, framing == RequestFraming::Chunked));
+    let head_request = parts.method == Method::HEAD;
+    // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
+    // `$proxy_host`, it names the server, so the head is written per server.
     let needs_host = !parts.headers.contains_key(header::HOST);
-    let body = if body.is_end_stream() {
-        RequestBody::Empty
-    } else {
-        RequestBody::Stream {
-            inner: body,
-            remaining: limits.max_body_bytes,
-        }
+    let mut head = h1::encode_request_head(&parts.method, &target, &parts.headers, framing);
+    // Whether the request may still be sent: true until it may have reached a server, and
+    // then still true if it can safely be sent again (idempotent, and no body bytes taken).
+    let mut sendable = true;
+    let replayable = |upload: &Option<Upload>| {
+        is_idempotent(&parts.method) && upload.as_ref().is_none_or(|u| !u.started())
     };
-    // Kept both for retries on another server and for the keep-alive race on a reused
-    // connection, which is replayed even when `retries` is 0.
-    let replay = (is_idempotent(&parts.method) && body.is_end_stream()).then(|| Replay {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
-    });
-    let mut req = Some(Request::from_parts(parts, body));
 
     let members = pool.members.load();
     let mut tried = Tried::default();
     let mut failure = None;
     let attempts = settings.retries as usize + 1;
-    while tried.len() < attempts {
+    while sendable && tried.len() < attempts {
         let Some(server) = pick_server(&members, settings, key_hash, &tried) else {
             break;
         };
         tried.insert(server.id);
         let guard = InFlight::new(server.clone());
-        let Some(mut request) = req.take().or_else(|| replay.as_ref().map(Replay::request)) else {
-            break;
-        };
-        if needs_host {
-            // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
-            // `$proxy_host`, it names the server.
-            if let Ok(v) = HeaderValue::from_str(&server.addr_text) {
-                request.headers_mut().insert(header::HOST, v);
-            }
+        if needs_host && let Ok(v) = HeaderValue::from_str(&server.addr_text) {
+            parts.headers.insert(header::HOST, v);
+            head = h1::encode_request_head(&parts.method, &target, &parts.headers, framing);
         }
-        // A pooled connection the server closed meanwhile gives the request back unsent; one
-        // fresh connection to the same server is then tried before moving on.
+        // A pooled connection the server closed meanwhile fails before any response; one fresh
+        // connection to the same server is then tried before moving on.
         let mut fresh = false;
         let outcome = loop {
             let (mut conn, pooled) = match connection(&server, pool, fresh).await {
@@ -447,54 +397,38 @@ async fn forward(
                     } else {
                         Failure::Connect
                     });
-                    req = Some(request);
                     break None;
                 }
             };
             let started = Instant::now();
             conn.timer.as_mut().reset(started + settings.response_timeout);
-            let response = tokio::select! {
-                biased;
-                r = conn.sender.try_send_request(request) => Some(r),
-                () = conn.timer.as_mut() => None,
-            };
-            match response {
-                None => {
+            match upstream::send(&mut conn, &head, &mut upload, head_request).await {
+                Ok(response) => break Some((response, conn, started)),
+                Err(SendError::Timeout) => {
                     server.failures.fetch_add(1, Ordering::Relaxed);
                     info.server = Some(server.clone());
                     return gateway_timeout();
                 }
-                Some(Ok(resp)) => break Some((resp, conn, started)),
-                Some(Err(mut e)) => match e.take_message() {
-                    Some(back) if !fresh => {
-                        request = back;
-                        fresh = true;
+                Err(SendError::BodyTooLarge) => return too_large(),
+                Err(SendError::Client(e)) => {
+                    tracing::debug!("client {} body: {e}", ctx.peer);
+                    return bad_request();
+                }
+                // Written to a reused connection the server was closing: the classic keep-alive
+                // race. The request goes again on a fresh connection if that is safe.
+                Err(SendError::Unsent(_)) if !fresh => fresh = true,
+                Err(SendError::NoResponse(_)) if pooled && !fresh && replayable(&upload) => fresh = true,
+                Err(e) => {
+                    tracing::debug!("{} ({}): {e}", server.name, server.addr);
+                    failure = Some(Failure::Reset);
+                    if !matches!(e, SendError::Unsent(_)) {
+                        sendable = replayable(&upload);
                     }
-                    // Written to a reused connection the server was closing: the classic
-                    // keep-alive race. A replayable request goes again on a fresh connection.
-                    None if pooled
-                        && !fresh
-                        && let Some(r) = replay.as_ref()
-                        && !is_body_too_large(e.error()) =>
-                    {
-                        request = r.request();
-                        fresh = true;
-                    }
-                    back => {
-                        let err = e.into_error();
-                        if is_body_too_large(&err) {
-                            return too_large();
-                        }
-                        tracing::debug!("{} ({}): {err}", server.name, server.addr);
-                        failure = Some(Failure::Reset);
-                        // Unsent requests may go anywhere; sent ones only if replayable.
-                        req = back;
-                        break None;
-                    }
-                },
+                    break None;
+                }
             }
         };
-        let Some((resp, conn, sent_at)) = outcome else {
+        let Some((response, conn, sent_at)) = outcome else {
             server.failures.fetch_add(1, Ordering::Relaxed);
             continue;
         };
@@ -502,7 +436,7 @@ async fn forward(
             info.time = Some(sent_at.elapsed());
         }
         info.server = Some(server);
-        return upstream_response(resp, guard, conn, client_upgrade);
+        return upstream_response(response, guard, conn, upload, client_upgrade);
     }
     match failure {
         None => unavailable(),
@@ -512,31 +446,51 @@ async fn forward(
 }
 
 fn upstream_response(
-    mut resp: Response<Incoming>,
+    head: h1::ResponseHead,
     guard: InFlight,
     conn: Conn,
+    upload: Option<Upload>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
-    let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
-    if let (true, Some(client)) = (upgraded, client_upgrade) {
-        let server = hyper::upgrade::on(&mut resp);
-        tokio::task::spawn_local(async move {
-            match tokio::try_join!(client, server) {
-                Ok((c, s)) => {
-                    let mut c = hyper_util::rt::TokioIo::new(c);
-                    let mut s = hyper_util::rt::TokioIo::new(s);
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
-                }
-                Err(e) => tracing::debug!("upgrade failed: {e}"),
-            }
-        });
-    }
-    let (mut parts, body) = resp.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers, upgraded);
-    parts.version = Version::HTTP_11;
-    let body = match guard.into_exchange(conn) {
-        Some(exchange) => ResponseBody::upstream(body, exchange),
-        None => ResponseBody::empty(),
+    let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
+    let body = if upgraded {
+        let Some(client) = client_upgrade else {
+            tracing::debug!("server switched protocols unasked");
+            return bad_gateway();
+        };
+        tokio::task::spawn_local(tunnel(client, conn));
+        ResponseBody::empty()
+    } else {
+        match guard.into_exchange() {
+            Some(exchange) => ResponseBody::upstream(
+                Box::new(UpstreamBody::new(conn, head.framing, head.keep_alive, upload)),
+                exchange,
+            ),
+            None => ResponseBody::empty(),
+        }
     };
-    Response::from_parts(parts, body)
+    let mut headers = head.headers;
+    headers::remove_hop_by_hop(&mut headers, upgraded);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// Joins the client and the server once the client side has switched protocols.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, mut conn: Conn) {
+    use tokio::io::AsyncWriteExt;
+    let client = match client.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    // Bytes the server sent right after its 101 were read with the head.
+    if !conn.buf.is_empty() && client.write_all(&conn.buf).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut conn.io).await;
 }

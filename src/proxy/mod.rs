@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod body;
 pub mod forward;
+pub mod h1;
 pub mod headers;
 pub mod server;
 pub mod state;

@@ -1,33 +1,76 @@
-//! Upstream connections: opened on demand, kept alive, reused per server and per worker.
+//! Upstream connections: opened on demand, kept alive, reused per server and per worker, and the
+//! HTTP/1.1 exchange on them.
 //!
 //! Owns: the idle-connection pool of each worker thread (no lock: a worker runs on one thread and
-//! owns its pool) and the opening of new connections with the pool's connect timeout.
+//! owns its pool), the opening of new connections with the pool's connect timeout, and the I/O of
+//! one exchange: writing the request head and body, reading the response head and body.
 //! Must not touch: balancing or retries; the caller decides which server and whether to retry.
+//!
+//! The exchange runs inside the client connection's task, driven by the request and then by the
+//! response body as the client side asks for it: no second task, no channel between the two
+//! sides. The message rules (framing, keep-alive, chunked coding) are in `h1.rs`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use super::body::RequestBody;
+use super::h1::{self, BodyDecoder, BodyFraming, ResponseError, ResponseHead, Step};
 
-/// A connection's request sender.
-pub type Sender = http1::SendRequest<RequestBody>;
-
-/// An upstream connection: its request sender and its response timer.
+/// An upstream connection: the socket, the bytes read but not yet used, and the response timer.
 ///
 /// The timer lives as long as the connection and is reset for each request: tokio extends a
 /// later deadline in place, so a request costs no timer-wheel insertion and removal.
 pub struct Conn {
-    /// Sends requests on the connection.
-    pub sender: Sender,
+    /// The socket.
+    pub io: TcpStream,
+    /// Bytes read from the socket and not yet consumed.
+    pub buf: BytesMut,
     /// Fires when the current request's response head is late.
-    pub timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    pub timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Conn {
+    /// The connection is idle, holds no unread bytes, and the server has not closed it (as far
+    /// as the last readiness event tells, so without a system call in the common case).
+    fn is_reusable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable while idle: the server closed it or sent bytes nobody asked for, unless
+            // the readiness is left over from the last response. One read tells.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads more bytes into `buf`; `Ok(0)` at the end of the stream.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // Large enough for a typical response head and body in one read, and grown rather than
+        // moved when a body streams through.
+        if self.buf.capacity() - self.buf.len() < 2048 {
+            self.buf.reserve(16 * 1024);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
 }
 
 /// Idle connections kept per server and worker; more are closed when released.
@@ -63,7 +106,7 @@ pub fn checkout(id: u64) -> Option<Conn> {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&id)?;
         while let Some(c) = list.pop() {
-            if !c.sender.is_closed() {
+            if c.is_reusable() {
                 return Some(c);
             }
         }
@@ -71,11 +114,8 @@ pub fn checkout(id: u64) -> Option<Conn> {
     })
 }
 
-/// Returns a connection whose last response was read to its end.
+/// Returns a connection whose last exchange ended cleanly.
 pub fn release(id: u64, conn: Conn) {
-    if conn.sender.is_closed() {
-        return;
-    }
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(id).or_default();
@@ -89,11 +129,9 @@ pub fn release(id: u64, conn: Conn) {
 #[derive(Debug)]
 pub enum ConnectError {
     /// Refused, reset or unreachable.
-    Io(std::io::Error),
+    Io(io::Error),
     /// No answer within the connect timeout.
     Timeout,
-    /// The HTTP handshake failed.
-    Handshake(hyper::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -101,33 +139,331 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Io(e) => write!(f, "connect: {e}"),
             ConnectError::Timeout => f.write_str("connect timed out"),
-            ConnectError::Handshake(e) => write!(f, "handshake: {e}"),
         }
     }
 }
 
-/// Opens a new HTTP/1.1 connection; its driver runs as a task of the current worker.
+/// Opens a new connection to `addr`.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ConnectError::Io(e)),
         Err(_) => return Err(ConnectError::Timeout),
     };
     // Small requests and responses must not wait for Nagle.
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(ConnectError::Handshake)?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("upstream connection to {addr} ended: {e}");
-        }
-    });
+    let _ = io.set_nodelay(true);
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
     Ok(Conn {
-        sender,
+        io,
+        buf: BytesMut::new(),
         timer: Box::pin(tokio::time::sleep_until(far)),
     })
+}
+
+/// Why sending the request body stopped.
+#[derive(Debug)]
+pub enum UploadError {
+    /// The body went over the listener's `max_body_bytes`.
+    TooLarge,
+    /// The client's body failed (the client went away or broke its framing).
+    Client(hyper::Error),
+    /// Writing to the server failed.
+    Server(io::Error),
+}
+
+/// The client's request body on its way to the server, counted against a limit.
+pub struct Upload {
+    body: Incoming,
+    remaining: u64,
+    chunked: bool,
+    /// Pieces taken from the client and not yet written to the server.
+    pending: VecDeque<Bytes>,
+    ended: bool,
+    started: bool,
+    /// Writing to the server failed: the rest of the body is not sent.
+    broken: bool,
+}
+
+impl Upload {
+    /// The upload of `body`, at most `limit` bytes, chunked or as is.
+    pub fn new(body: Incoming, limit: u64, chunked: bool) -> Upload {
+        Upload {
+            body,
+            remaining: limit,
+            chunked,
+            pending: VecDeque::new(),
+            ended: false,
+            started: false,
+            broken: false,
+        }
+    }
+
+    /// Some of the client's body has been taken: the request can no longer be sent again.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Moves the body forward: takes what the client sent, writes what the server accepts.
+    fn poll(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
+        loop {
+            while !self.pending.is_empty() {
+                let mut slices = [io::IoSlice::new(&[]); 3];
+                let n = self.pending.iter().zip(slices.iter_mut()).fold(0, |n, (b, s)| {
+                    *s = io::IoSlice::new(b);
+                    n + 1
+                });
+                let written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))
+                    .map_err(UploadError::Server)?;
+                if written == 0 {
+                    return Poll::Ready(Err(UploadError::Server(io::ErrorKind::WriteZero.into())));
+                }
+                let mut left = written;
+                while left > 0 {
+                    let Some(front) = self.pending.front_mut() else {
+                        break;
+                    };
+                    if front.len() <= left {
+                        left -= front.len();
+                        self.pending.pop_front();
+                    } else {
+                        front.advance(left);
+                        left = 0;
+                    }
+                }
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                None => {
+                    self.ended = true;
+                    if self.chunked {
+                        self.pending.push_back(Bytes::from_static(h1::LAST_CHUNK));
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(UploadError::Client(e))),
+                Some(Ok(frame)) => {
+                    // Trailers are not forwarded.
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    self.started = true;
+                    let n = data.len() as u64;
+                    if n > self.remaining {
+                        return Poll::Ready(Err(UploadError::TooLarge));
+                    }
+                    self.remaining -= n;
+                    if self.chunked {
+                        self.pending.push_back(h1::chunk_size_line(data.len()));
+                        self.pending.push_back(data);
+                        self.pending.push_back(Bytes::from_static(b"\r\n"));
+                    } else {
+                        self.pending.push_back(data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the whole body has been written.
+    fn is_done(&self) -> bool {
+        self.ended && self.pending.is_empty()
+    }
+}
+
+/// Why an exchange failed before the response head arrived.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing of the request was written: it may go to any server.
+    Unsent(io::Error),
+    /// The connection closed or broke before any byte of a response.
+    NoResponse(io::Error),
+    /// The connection broke in the middle of the response head.
+    Broken(io::Error),
+    /// The response was not valid HTTP/1.1.
+    Response(ResponseError),
+    /// The client's body went over `max_body_bytes`.
+    BodyTooLarge,
+    /// The client's body failed.
+    Client(hyper::Error),
+    /// The response head did not arrive within the response timeout.
+    Timeout,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Unsent(e) => write!(f, "request not sent: {e}"),
+            SendError::NoResponse(e) => write!(f, "no response: {e}"),
+            SendError::Broken(e) => write!(f, "response broken off: {e}"),
+            SendError::Response(e) => e.fmt(f),
+            SendError::BodyTooLarge => f.write_str("request body larger than max_body_bytes"),
+            SendError::Client(e) => write!(f, "client body: {e}"),
+            SendError::Timeout => f.write_str("response timed out"),
+        }
+    }
+}
+
+/// Writes a request and reads its response head, sending the body (if any) meanwhile; gives up
+/// when the connection's timer fires.
+///
+/// The body is sent while the response is awaited, not before it, because a server may answer
+/// early or stream its answer while the request still arrives. An upload that has not finished
+/// when the head arrives is left in `upload` for the response body to finish.
+pub async fn send(
+    conn: &mut Conn,
+    head: &[u8],
+    upload: &mut Option<Upload>,
+    head_request: bool,
+) -> Result<ResponseHead, SendError> {
+    let mut written = 0;
+    let mut got_bytes = false;
+    let result = poll_fn(|cx| {
+        if conn.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(SendError::Timeout));
+        }
+        while written < head.len() {
+            match ready!(Pin::new(&mut conn.io).poll_write(cx, &head[written..])) {
+                Ok(0) => return Poll::Ready(Err(SendError::NoResponse(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => written += n,
+                Err(e) if written == 0 => return Poll::Ready(Err(SendError::Unsent(e))),
+                Err(e) => return Poll::Ready(Err(SendError::NoResponse(e))),
+            }
+        }
+        if let Some(u) = upload.as_mut()
+            && !u.is_done()
+            && !u.broken
+        {
+            match u.poll(&mut conn.io, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(UploadError::TooLarge)) => return Poll::Ready(Err(SendError::BodyTooLarge)),
+                Poll::Ready(Err(UploadError::Client(e))) => return Poll::Ready(Err(SendError::Client(e))),
+                // The server stopped reading; it may still have answered, so read on.
+                Poll::Ready(Err(UploadError::Server(e))) => {
+                    tracing::debug!("request body not fully sent: {e}");
+                    u.broken = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match h1::parse_response_head(&mut conn.buf, head_request) {
+                Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(SendError::Response(e))),
+            }
+            match ready!(conn.poll_read_more(cx)) {
+                Ok(0) if !got_bytes => {
+                    return Poll::Ready(Err(SendError::NoResponse(io::ErrorKind::UnexpectedEof.into())));
+                }
+                Ok(0) => return Poll::Ready(Err(SendError::Broken(io::ErrorKind::UnexpectedEof.into()))),
+                Ok(_) => got_bytes = true,
+                Err(e) if !got_bytes => return Poll::Ready(Err(SendError::NoResponse(e))),
+                Err(e) => return Poll::Ready(Err(SendError::Broken(e))),
+            }
+        }
+    })
+    .await;
+    // A broken upload stays: it keeps the connection out of the pool afterwards.
+    if upload.as_ref().is_some_and(Upload::is_done) {
+        *upload = None;
+    }
+    result
+}
+
+/// A response body read from the server as the client side asks for it.
+pub struct UpstreamBody {
+    conn: Conn,
+    decoder: BodyDecoder,
+    upload: Option<Upload>,
+    keep_alive: bool,
+    failed: bool,
+}
+
+impl UpstreamBody {
+    /// The body, delimited by `framing`, of a response whose head was just read from `conn`.
+    pub fn new(conn: Conn, framing: BodyFraming, keep_alive: bool, upload: Option<Upload>) -> UpstreamBody {
+        UpstreamBody {
+            conn,
+            decoder: BodyDecoder::new(framing),
+            upload,
+            keep_alive,
+            failed: false,
+        }
+    }
+
+    /// The next piece of the body, `None` at its end.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        if let Some(u) = self.upload.as_mut()
+            && !u.is_done()
+            && !u.broken
+        {
+            match u.poll(&mut self.conn.io, cx) {
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+                // The client's body broke or grew too large after the response began: the
+                // server holds an incomplete request, so the response cannot be trusted to end.
+                Poll::Ready(Err(UploadError::TooLarge | UploadError::Client(_))) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(io::Error::other("request body failed"))));
+                }
+                Poll::Ready(Err(UploadError::Server(e))) => {
+                    tracing::debug!("request body not fully sent: {e}");
+                    u.broken = true;
+                }
+            }
+        }
+        loop {
+            match self.decoder.step(&mut self.conn.buf) {
+                Ok(Step::Data(d)) => return Poll::Ready(Some(Ok(d))),
+                Ok(Step::Done) => return Poll::Ready(None),
+                Ok(Step::NeedMore) => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))));
+                }
+            }
+            match ready!(self.conn.poll_read_more(cx)) {
+                Ok(0) if self.decoder == BodyDecoder::UntilClose => {
+                    self.decoder = BodyDecoder::Done;
+                    self.keep_alive = false;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    /// The body has been read to its end.
+    pub fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    /// Bytes of body left, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        self.decoder.remaining()
+    }
+
+    /// The connection, if the exchange ended cleanly and it can carry another request.
+    pub fn into_reusable(self) -> Option<Conn> {
+        let upload_done = self.upload.as_ref().is_none_or(Upload::is_done);
+        (self.decoder.is_done() && self.keep_alive && !self.failed && upload_done && self.conn.buf.is_empty())
+            .then_some(self.conn)
+    }
+
+    /// The connection and what was read of it beyond the head, for a protocol switch.
+    pub fn into_conn(self) -> Conn {
+        self.conn
+    }
 }

@@ -1,0 +1,662 @@
+//! The HTTP/1.1 messages Ringway exchanges with servers: request heads out, response heads and
+//! body framing in.
+//!
+//! Owns: writing a request head, reading a response head (parsed by `httparse`), deciding how the
+//! response body is delimited and whether the connection can be reused (RFC 9112 sections 6 and
+//! 9.3), and decoding chunked bodies.
+//! Must not touch: sockets, timers, pools. Every function here works on bytes already read, so
+//! the rules are tested without I/O; `upstream.rs` does the reading and writing.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// The largest response head accepted; a bigger one is a 502, like nginx's "upstream sent too
+/// big header".
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The most header lines a response head may have.
+const MAX_HEADERS: usize = 100;
+
+/// How a request body is delimited on the wire to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no framing header.
+    None,
+    /// No body, but the method expects one: `Content-Length: 0` is sent.
+    Zero,
+    /// The body is sent as is; the request keeps its `Content-Length`.
+    Length,
+    /// The body is sent chunked (a chunked HTTP/1.1 body, or HTTP/2 data without a length).
+    Chunked,
+}
+
+impl RequestFraming {
+    /// The framing for a request: `has_body` says whether any body bytes may follow.
+    pub fn of(method: &Method, headers: &HeaderMap, has_body: bool) -> RequestFraming {
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            return RequestFraming::Length;
+        }
+        if has_body {
+            return RequestFraming::Chunked;
+        }
+        // A bodiless POST without any framing is read by some servers as "body until close".
+        if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+            RequestFraming::Zero
+        } else {
+            RequestFraming::None
+        }
+    }
+}
+
+/// Writes a request head: request line in origin form, the headers, and the framing header.
+pub fn encode_request_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) -> Bytes {
+    let size: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + method.as_str().len()
+        + target.len()
+        + 64;
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::None | RequestFraming::Length => {}
+        RequestFraming::Zero => out.put_slice(b"content-length: 0\r\n"),
+        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the server closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    /// The header fields as received (hop-by-hop ones included).
+    pub headers: HeaderMap,
+    /// How the body that follows is delimited.
+    pub framing: BodyFraming,
+    /// The connection may carry another request once this response is read to its end.
+    pub keep_alive: bool,
+}
+
+/// Why a response could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The head is not valid HTTP/1.x.
+    Malformed,
+    /// The head is larger than [`MAX_HEAD_BYTES`] or has too many lines.
+    TooLarge,
+    /// `Content-Length` is invalid or its values disagree.
+    BadLength,
+    /// A chunked body is malformed.
+    BadChunk,
+}
+
+impl std::fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResponseError::Malformed => "malformed response head",
+            ResponseError::TooLarge => "response head too large",
+            ResponseError::BadLength => "invalid Content-Length in response",
+            ResponseError::BadChunk => "malformed chunked response body",
+        })
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+/// Parses a response head from the front of `buf`, removing it; `Ok(None)` if more bytes are
+/// needed. Interim (1xx) responses other than 101 are skipped.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    loop {
+        // Header positions, so the head can be cut from `buf` once httparse lets go of it. The
+        // line array is left uninitialised: zeroing it would cost more than the parse.
+        let (len, code, minor, spans) = {
+            let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                buf,
+                &mut lines,
+            ) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => {
+                    return if buf.len() > MAX_HEAD_BYTES {
+                        Err(ResponseError::TooLarge)
+                    } else {
+                        Ok(None)
+                    };
+                }
+                Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
+                Err(_) => return Err(ResponseError::Malformed),
+            };
+            let base = buf.as_ptr() as usize;
+            let spans: Vec<[usize; 4]> = parsed
+                .headers
+                .iter()
+                .map(|line| {
+                    let name = line.name.as_ptr() as usize - base;
+                    let value = line.value.as_ptr() as usize - base;
+                    [name, name + line.name.len(), value, value + line.value.len()]
+                })
+                .collect();
+            (len, parsed.code.unwrap_or(0), parsed.version, spans)
+        };
+        if len > MAX_HEAD_BYTES {
+            return Err(ResponseError::TooLarge);
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| ResponseError::Malformed)?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            buf.advance(len);
+            continue;
+        }
+        let version = if minor == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        // Header values are slices of the head's bytes, not copies.
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        let mut conn_close = version == Version::HTTP_10;
+        let mut length: Option<u64> = None;
+        let mut bad_length = false;
+        let mut chunked = None;
+        for &[ns, ne, vs, ve] in &spans {
+            let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| ResponseError::Malformed)?;
+            let value =
+                HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| ResponseError::Malformed)?;
+            if name == header::CONTENT_LENGTH {
+                match (parse_length(value.as_bytes()), length) {
+                    (None, _) => bad_length = true,
+                    (Some(n), None) => length = Some(n),
+                    (Some(n), Some(m)) if n != m => bad_length = true,
+                    _ => {}
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                // Only the last coding decides whether the body is chunked.
+                chunked = Some(last_token_is(value.as_bytes(), b"chunked"));
+            } else if name == header::CONNECTION {
+                for token in value.as_bytes().split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        conn_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+                        conn_close = false;
+                    }
+                }
+            }
+            headers.append(name, value);
+        }
+        let no_body = head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            BodyFraming::Empty
+        } else if let Some(chunked) = chunked {
+            // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and the length must not
+            // reach the client; a message with both is suspect, so the connection is not reused.
+            if length.is_some() || bad_length {
+                headers.remove(header::CONTENT_LENGTH);
+                conn_close = true;
+            }
+            if chunked {
+                BodyFraming::Chunked
+            } else {
+                BodyFraming::UntilClose
+            }
+        } else if bad_length {
+            return Err(ResponseError::BadLength);
+        } else if let Some(n) = length {
+            BodyFraming::Length(n)
+        } else {
+            BodyFraming::UntilClose
+        };
+        let keep_alive = !conn_close && framing != BodyFraming::UntilClose;
+        return Ok(Some(ResponseHead {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+fn last_token_is(v: &[u8], token: &[u8]) -> bool {
+    v.rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Longest chunk-size line or trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// What the body decoder found in the bytes it was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Body bytes, ready to forward.
+    Data(Bytes),
+    /// More bytes must be read first.
+    NeedMore,
+    /// The body ended; no bytes of it remain unread.
+    Done,
+}
+
+/// Where a chunked body's decoding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// Reading a chunk-size line.
+    Size,
+    /// This many bytes of chunk data remain.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Reading the trailer section; this many bytes of it seen.
+    Trailers(usize),
+}
+
+/// Takes a response body out of the bytes read from the connection, chunk by chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyDecoder {
+    /// This many bytes remain.
+    Length(u64),
+    /// Chunked, at this point of the coding.
+    Chunked(Chunk),
+    /// Until the server closes.
+    UntilClose,
+    /// Nothing more.
+    Done,
+}
+
+impl BodyDecoder {
+    /// The decoder for a body delimited by `framing`.
+    pub fn new(framing: BodyFraming) -> BodyDecoder {
+        match framing {
+            BodyFraming::Empty | BodyFraming::Length(0) => BodyDecoder::Done,
+            BodyFraming::Length(n) => BodyDecoder::Length(n),
+            BodyFraming::Chunked => BodyDecoder::Chunked(Chunk::Size),
+            BodyFraming::UntilClose => BodyDecoder::UntilClose,
+        }
+    }
+
+    /// The body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        *self == BodyDecoder::Done
+    }
+
+    /// Bytes of body left, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            BodyDecoder::Length(n) => Some(*n),
+            BodyDecoder::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Takes the next piece of body from the front of `buf`.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, ResponseError> {
+        loop {
+            match *self {
+                BodyDecoder::Done => return Ok(Step::Done),
+                BodyDecoder::Length(n) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                    let left = n - take as u64;
+                    *self = if left == 0 {
+                        BodyDecoder::Done
+                    } else {
+                        BodyDecoder::Length(left)
+                    };
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                }
+                BodyDecoder::UntilClose => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    return Ok(Step::Data(buf.split().freeze()));
+                }
+                BodyDecoder::Chunked(state) => match state {
+                    Chunk::Size => match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            buf.advance(used);
+                            *self = BodyDecoder::Chunked(if size == 0 {
+                                Chunk::Trailers(0)
+                            } else {
+                                Chunk::Data(size)
+                            });
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => {
+                            return Ok(Step::NeedMore);
+                        }
+                        _ => return Err(ResponseError::BadChunk),
+                    },
+                    Chunk::Data(n) => {
+                        if buf.is_empty() {
+                            return Ok(Step::NeedMore);
+                        }
+                        let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                        let left = n - take as u64;
+                        *self = BodyDecoder::Chunked(if left == 0 {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left)
+                        });
+                        return Ok(Step::Data(buf.split_to(take).freeze()));
+                    }
+                    Chunk::DataEnd => {
+                        if buf.len() < 2 {
+                            return Ok(Step::NeedMore);
+                        }
+                        if &buf[..2] != b"\r\n" {
+                            return Err(ResponseError::BadChunk);
+                        }
+                        buf.advance(2);
+                        *self = BodyDecoder::Chunked(Chunk::Size);
+                    }
+                    Chunk::Trailers(seen) => {
+                        // Trailer fields are dropped: hop-by-hop framing, and few clients of a
+                        // proxy expect them. The section ends at an empty line.
+                        let Some(end) = memchr::memchr(b'\n', buf) else {
+                            if seen + buf.len() > MAX_TRAILERS {
+                                return Err(ResponseError::BadChunk);
+                            }
+                            return Ok(Step::NeedMore);
+                        };
+                        let line = &buf[..end];
+                        let empty = line.is_empty() || line == b"\r";
+                        buf.advance(end + 1);
+                        if empty {
+                            *self = BodyDecoder::Done;
+                        } else if seen + end + 1 > MAX_TRAILERS {
+                            return Err(ResponseError::BadChunk);
+                        } else {
+                            *self = BodyDecoder::Chunked(Chunk::Trailers(seen + end + 1));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The chunk-size line written before `len` bytes of a chunked request body.
+pub fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// The end of a chunked request body: the last chunk and an empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn head(text: &str) -> Result<Option<ResponseHead>, ResponseError> {
+        let mut buf = BytesMut::from(text.as_bytes());
+        parse_response_head(&mut buf, false)
+    }
+
+    #[test]
+    fn encodes_a_request_head() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.example"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let out = encode_request_head(&Method::POST, "/p?q=1", &h, RequestFraming::Zero);
+        assert_eq!(
+            &out[..],
+            b"POST /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 0\r\n\r\n"
+        );
+        let out = encode_request_head(&Method::GET, "", &HeaderMap::new(), RequestFraming::Chunked);
+        assert_eq!(&out[..], b"GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+    }
+
+    #[test]
+    fn request_framing_follows_the_request() {
+        let mut h = HeaderMap::new();
+        assert_eq!(RequestFraming::of(&Method::GET, &h, false), RequestFraming::None);
+        assert_eq!(RequestFraming::of(&Method::POST, &h, false), RequestFraming::Zero);
+        assert_eq!(
+            RequestFraming::of(&Method::POST, &h, true),
+            RequestFraming::Chunked
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(
+            RequestFraming::of(&Method::POST, &h, true),
+            RequestFraming::Length
+        );
+    }
+
+    #[test]
+    fn parses_a_head_and_leaves_the_body() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"[..]);
+        let h = parse_response_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        assert!(h.keep_alive);
+        assert_eq!(h.headers.get("x-a").unwrap(), "b");
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+        assert!(head("").unwrap().is_none());
+    }
+
+    #[test]
+    fn malformed_and_oversized_heads_are_errors() {
+        assert_eq!(
+            head("HTTP/1.1 abc OK\r\n\r\n").unwrap_err(),
+            ResponseError::Malformed
+        );
+        assert_eq!(head("garbage\r\n\r\n").unwrap_err(), ResponseError::Malformed);
+        let big = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES + 1));
+        assert_eq!(head(&big).unwrap_err(), ResponseError::TooLarge);
+        let many: String = (0..200).map(|i| format!("x{i}: 1\r\n")).collect();
+        assert_eq!(
+            head(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).unwrap_err(),
+            ResponseError::TooLarge
+        );
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let h = head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert_eq!(h.framing, BodyFraming::Length(0));
+        let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(h.framing, BodyFraming::Empty);
+    }
+
+    #[test]
+    fn framing_per_rfc_9112() {
+        let f = |t: &str| head(t).unwrap().unwrap();
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").framing,
+            BodyFraming::Chunked
+        );
+        let h = f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
+        assert!(!h.keep_alive);
+        let h = f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::UntilClose);
+        assert!(!h.keep_alive);
+        let h = f("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::UntilClose);
+        assert!(!h.keep_alive);
+        assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n").framing, BodyFraming::Empty);
+        assert_eq!(
+            f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n").framing,
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").framing,
+            BodyFraming::Length(3)
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").unwrap_err(),
+            ResponseError::BadLength
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").unwrap_err(),
+            ResponseError::BadLength
+        );
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"[..]);
+        let h = parse_response_head(&mut buf, true).unwrap().unwrap();
+        assert_eq!(h.framing, BodyFraming::Empty);
+    }
+
+    #[test]
+    fn keep_alive_per_version_and_connection() {
+        let ka = |t: &str| head(t).unwrap().unwrap().keep_alive;
+        assert!(ka("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!ka(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!ka("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(ka(
+            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+
+    fn decode_all(decoder: &mut BodyDecoder, pieces: &[&[u8]]) -> Result<(Vec<u8>, bool), ResponseError> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            buf.extend_from_slice(p);
+            loop {
+                match decoder.step(&mut buf)? {
+                    Step::Data(d) => out.extend_from_slice(&d),
+                    Step::NeedMore => break,
+                    Step::Done => return Ok((out, buf.is_empty())),
+                }
+            }
+        }
+        Ok((out, false))
+    }
+
+    #[test]
+    fn decodes_chunked_with_extensions_and_trailers() {
+        let mut d = BodyDecoder::new(BodyFraming::Chunked);
+        let (out, done) = decode_all(
+            &mut d,
+            &[b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n"],
+        )
+        .unwrap();
+        assert_eq!(out, b"hello world");
+        assert!(done && d.is_done());
+    }
+
+    #[test]
+    fn rejects_bad_chunks() {
+        let bad: [&[u8]; 3] = [b"zz\r\n", b"3\r\nabcX\r\n", b"ffffffffffffffffffff\r\n"];
+        for b in bad {
+            let mut d = BodyDecoder::new(BodyFraming::Chunked);
+            assert_eq!(
+                decode_all(&mut d, &[b]).unwrap_err(),
+                ResponseError::BadChunk,
+                "{b:?}"
+            );
+        }
+        let mut d = BodyDecoder::new(BodyFraming::Chunked);
+        let long = vec![b'1'; MAX_CHUNK_LINE + 1];
+        assert_eq!(decode_all(&mut d, &[&long]).unwrap_err(), ResponseError::BadChunk);
+    }
+
+    #[test]
+    fn length_body_stops_at_its_length() {
+        let mut d = BodyDecoder::new(BodyFraming::Length(4));
+        let mut buf = BytesMut::from(&b"abcdEXTRA"[..]);
+        assert_eq!(d.step(&mut buf).unwrap(), Step::Data(Bytes::from_static(b"abcd")));
+        assert_eq!(d.step(&mut buf).unwrap(), Step::Done);
+        assert_eq!(&buf[..], b"EXTRA");
+    }
+
+    proptest! {
+        /// However a chunked body is split across reads, the decoder yields the same bytes.
+        #[test]
+        fn chunked_decoding_ignores_read_boundaries(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let mut wire = Vec::new();
+            let mut body = Vec::new();
+            for c in &chunks {
+                wire.extend_from_slice(&chunk_size_line(c.len()));
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+                body.extend_from_slice(c);
+            }
+            wire.extend_from_slice(LAST_CHUNK);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            at.push(0);
+            at.push(wire.len());
+            at.sort_unstable();
+            let pieces: Vec<&[u8]> = at.windows(2).map(|w| &wire[w[0]..w[1]]).collect();
+            let mut d = BodyDecoder::new(BodyFraming::Chunked);
+            let (out, clean) = decode_all(&mut d, &pieces).unwrap();
+            prop_assert_eq!(out, body);
+            prop_assert!(clean && d.is_done());
+        }
+    }
+}
