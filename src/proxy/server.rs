@@ -441,17 +441,39 @@ async fn worker_main(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets:
     }
 }
 
+/// The HTTP connection settings of one listener, shared by its connections.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<LocalExec>,
+    /// For the rare client whose first bytes leave the protocol open (see `serve_connection`).
+    auto: auto::Builder<LocalExec>,
+}
+
+impl Protocols {
+    fn new(limits: &Limits) -> Protocols {
+        let max_buf = limits.max_header_bytes.max(8192);
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .keep_alive(true)
+            .writev(false)
+            .header_read_timeout(None)
+            .max_buf_size(max_buf);
+        let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
+        http2.max_concurrent_streams(256);
+        let mut auto = auto::Builder::new(LocalExec);
+        auto.http1()
+            .keep_alive(true)
+            .writev(false)
+            .header_read_timeout(None)
+            .max_buf_size(max_buf);
+        auto.http2().max_concurrent_streams(256);
+        Protocols { http1, http2, auto }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Shared>, tracker: Rc<Tracker>) {
     let mut rx = shared.shutdown.subscribe();
-    let mut builder = auto::Builder::new(LocalExec);
-    builder
-        .http1()
-        .keep_alive(true)
-        .writev(false)
-        .header_read_timeout(None)
-        .max_buf_size(ctx.limits.max_header_bytes.max(8192));
-    builder.http2().max_concurrent_streams(256);
-    let builder = Rc::new(builder);
+    let protocols = Rc::new(Protocols::new(&ctx.limits));
     let shutdown = rx.changed();
     tokio::pin!(shutdown);
     loop {
@@ -463,7 +485,7 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Sh
                     let _ = stream.set_nodelay(true);
                     tracker.open.set(tracker.open.get() + 1);
                     shared.open_connections.fetch_add(1, Ordering::Relaxed);
-                    let task = serve_connection(stream, peer, ctx.clone(), shared.clone(), builder.clone());
+                    let task = serve_connection(stream, peer, ctx.clone(), shared.clone(), protocols.clone());
                     let tracker = tracker.clone();
                     let shared = shared.clone();
                     tokio::task::spawn_local(async move {
@@ -483,15 +505,83 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Sh
     }
 }
 
+/// The start of the HTTP/2 connection preface (RFC 9113 3.4); no HTTP/1 request starts so.
+const H2_PREFACE_START: &[u8; 4] = b"PRI ";
+
+/// How a cleartext connection speaks, told from its first bytes.
+enum FirstBytes {
+    Http1,
+    Http2,
+    /// Fewer bytes than it takes to tell, all matching the HTTP/2 preface so far.
+    Undecided,
+    /// Closed or failed before sending anything.
+    Gone,
+}
+
+async fn first_bytes(stream: &TcpStream) -> FirstBytes {
+    let mut first = [0u8; 4];
+    match stream.peek(&mut first).await {
+        Ok(0) | Err(_) => FirstBytes::Gone,
+        Ok(4) if &first == H2_PREFACE_START => FirstBytes::Http2,
+        Ok(n) if H2_PREFACE_START.starts_with(&first[..n]) => FirstBytes::Undecided,
+        Ok(_) => FirstBytes::Http1,
+    }
+}
+
+/// A served connection as the connection loop drives it, whatever its protocol.
+trait ServedConnection {
+    /// Finishes the requests in flight and accepts no more.
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<S> ServedConnection for hyper::server::conn::http1::UpgradeableConnection<TokioIo<TrackedStream>, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<S> ServedConnection for hyper::server::conn::http2::Connection<TokioIo<TrackedStream>, S, LocalExec>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: 'static,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<S> ServedConnection for auto::UpgradeableConnection<'_, TokioIo<TrackedStream>, S, LocalExec>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    LocalExec: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, super::body::ResponseBody>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Rc<ListenerCtx>,
     shared: Arc<Shared>,
-    builder: Rc<auto::Builder<LocalExec>>,
+    protocols: Rc<Protocols>,
 ) {
-    let state = Arc::new(ConnState::new());
     let limits = listener.limits;
+    // The protocol is told from the first bytes by peeking, not reading: hyper-util's detection
+    // reads them into a buffer of its own and hands them back through a wrapper, which costs
+    // every later read a check and makes hyper grow its read buffer to 16 KiB for good.
+    let first = match tokio::time::timeout(limits.header_timeout, first_bytes(&stream)).await {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    let state = Arc::new(ConnState::new());
     let ctx = Rc::new(ConnCtx {
         shared: shared.clone(),
         listener,
@@ -506,12 +596,40 @@ async fn serve_connection(
     // Boxed per request: hyper otherwise keeps room for the whole request future (3.5 KiB) in
     // every connection, idle ones included, and copies the future there for each request.
     let svc = service_fn(move |req| Box::pin(forward::handle(req, ctx.clone())));
-    let conn = builder.serve_connection_with_upgrades(io, svc);
+    match first {
+        FirstBytes::Gone => {}
+        FirstBytes::Http1 => {
+            let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
+            drive(conn, peer, state, limits, &shared).await;
+        }
+        // Boxed: the far more common HTTP/1 connections should not carry room for these.
+        FirstBytes::Http2 => {
+            let conn = protocols.http2.serve_connection(io, svc);
+            Box::pin(drive(conn, peer, state, limits, &shared)).await;
+        }
+        FirstBytes::Undecided => {
+            let conn = protocols.auto.serve_connection_with_upgrades(io, svc);
+            Box::pin(drive(conn, peer, state, limits, &shared)).await;
+        }
+    }
+}
+
+/// Runs a connection until it ends, a timeout closes it, or a graceful stop has drained it.
+async fn drive<C, E>(
+    conn: C,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    limits: Limits,
+    shared: &Shared,
+) where
+    C: ServedConnection + Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     let mut rx = shared.shutdown.subscribe();
     let mut draining = *rx.borrow_and_update();
     if draining {
-        conn.as_mut().graceful_shutdown();
+        conn.as_mut().shut_down();
     }
     // Created once and kept pinned: a fresh `changed()` per wake-up would register and
     // unregister a waiter under the channel's lock on every request.
@@ -538,7 +656,7 @@ async fn serve_connection(
             }
             _ = &mut shutdown, if !draining => {
                 draining = true;
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().shut_down();
             }
             _ = &mut sleep => {
                 if state.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
