@@ -8,7 +8,9 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,7 +27,7 @@ use super::access_log::AccessRecord;
 use super::body::{Exchange, ResponseBody};
 use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
-use super::server::{ConnState, ListenerCtx};
+use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
 use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
 use crate::route;
@@ -112,12 +114,44 @@ fn request_host<B>(req: &Request<B>) -> &str {
         .map_or("", route::host_without_port)
 }
 
+/// The answer to one request, as hyper awaits it.
+pub type Answer = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>>>>;
+
+/// What every answer gets at the end: the request id, the access log record, the connection's
+/// count of requests in flight.
+struct Finish {
+    rid: HeaderValue,
+    log: Option<Box<AccessRecord>>,
+    token: ConnToken,
+}
+
+impl Finish {
+    fn apply(
+        mut self,
+        mut resp: Response<ResponseBody>,
+        info: UpstreamInfo,
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        if let Some(log) = self.log.as_mut() {
+            log.status = resp.status().as_u16();
+            log.upstream = info.server.map(|s| s.addr_text.clone());
+            log.upstream_time = info.time;
+        }
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), self.rid);
+        resp.body_mut().finish_with(self.log, self.token);
+        Ok(resp)
+    }
+}
+
 /// Serves one request of a connection.
-pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response<ResponseBody>, Infallible> {
+///
+/// Everything that needs no waiting (routing, header rewriting, the request head for the
+/// server) is done here, before the future is made: what the future must keep is then small,
+/// and it is built (and copied to the heap) for every request.
+pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
     let token = ctx.state.begin();
     // Taken per request, not per connection: after a reload the next request of a keep-alive
     // connection already uses the new routes, while this one finishes on the ones it started with.
-    let snapshot = ctx.shared.snapshot.load_full();
+    let snapshot = ctx.shared.snapshot.load();
     let access_log: Option<Arc<_>> = ctx.shared.access_log.load().as_ref().clone();
     let rid = headers::request_id(req.headers());
     let mut log = access_log.map(|log| {
@@ -139,28 +173,32 @@ pub async fn handle(req: Request<Incoming>, ctx: Rc<ConnCtx>) -> Result<Response
         })
     });
     let mut info = UpstreamInfo::default();
-    let timed = log.is_some();
-    // The decision is taken without awaiting, so the request reaches `forward` by one move:
-    // every layer of async functions in between would copy it into its own state.
-    let mut resp = match decide(&req, &ctx, &snapshot, &mut info) {
-        Decision::Answer(resp) => resp,
-        Decision::Static { dir, prefix } => Box::pin(super::static_files::serve(&req, dir, prefix)).await,
-        Decision::Forward { facts, pool, strip } => {
-            forward(req, facts, &ctx, pool, strip, &rid, &mut info, timed).await
-        }
-    };
-    if let Some(log) = log.as_mut() {
-        log.status = resp.status().as_u16();
-        log.upstream = info.server.map(|s| s.addr_text.clone());
-        log.upstream_time = info.time;
-        log.route = info
-            .route
-            .and_then(|i| snapshot.routes.get(i))
-            .map(|r| r.name.clone());
+    let decision = decide(&req, ctx, &snapshot, &mut info);
+    if let (Some(log), Some(i)) = (log.as_mut(), info.route) {
+        log.route = snapshot.routes.get(i).map(|r| r.name.clone());
     }
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), rid);
-    resp.body_mut().finish_with(log, token);
-    Ok(resp)
+    let timed = log.is_some();
+    let end = Finish { rid, log, token };
+    match decision {
+        Decision::Answer(resp) => Box::pin(std::future::ready(end.apply(resp, info))),
+        Decision::Static { dir, prefix } => {
+            let (dir, prefix) = (dir.to_path_buf(), prefix.to_owned());
+            Box::pin(async move {
+                let resp = super::static_files::serve(&req, &dir, &prefix).await;
+                end.apply(resp, info)
+            })
+        }
+        Decision::Forward { facts, pool, strip } => match prepare(req, facts, ctx, pool, strip, &end.rid) {
+            Err(resp) => Box::pin(std::future::ready(end.apply(resp, info))),
+            Ok(request) => {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    let resp = forward(request, &pool, &mut info, timed).await;
+                    end.apply(resp, info)
+                })
+            }
+        },
+    }
 }
 
 /// What to do with a request.
@@ -175,7 +213,7 @@ enum Decision<'a> {
     /// Forward to a pool's server.
     Forward {
         facts: headers::RequestFacts,
-        pool: &'a Pool,
+        pool: &'a Arc<Pool>,
         strip: Option<&'a str>,
     },
 }
@@ -309,30 +347,54 @@ async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Conn, 
         .map(|s| (s, false))
 }
 
-#[allow(clippy::too_many_arguments)] // the request's context, passed down without a struct
-async fn forward(
+/// A request made ready for the server: its head written, its body waiting to be sent.
+struct Prepared {
+    /// The request head as it goes to the server.
+    head: Bytes,
+    /// An HTTP/1.0 request without `Host` gets the server's address as its host, so its head is
+    /// written again for each server it goes to.
+    hostless: Option<Box<Hostless>>,
+    /// The client's body, if it has one.
+    upload: Option<Upload>,
+    /// The pool's hash key, for hashing pools.
+    key_hash: Option<u64>,
+    /// A request that may be sent again once it may have reached a server.
+    idempotent: bool,
+    /// `HEAD`: the response has no body whatever its headers say.
+    head_request: bool,
+    /// The client side of a WebSocket upgrade.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// What it takes to write a request head again with another `Host`.
+struct Hostless {
+    method: Method,
+    target: String,
+    headers: http::HeaderMap,
+    framing: RequestFraming,
+}
+
+/// Rewrites a request for the server: hop-by-hop headers out, forwarding headers in, the request
+/// id, the target with the route's prefix removed; then writes its head.
+fn prepare(
     req: Request<Incoming>,
     facts: headers::RequestFacts,
     ctx: &ConnCtx,
     pool: &Pool,
     strip: Option<&str>,
     rid: &HeaderValue,
-    info: &mut UpstreamInfo,
-    timed: bool,
-) -> Response<ResponseBody> {
+) -> Result<Prepared, Response<ResponseBody>> {
     let limits = &ctx.listener.limits;
     if facts.content_length.is_some_and(|n| n > limits.max_body_bytes) {
-        return too_large();
+        return Err(too_large());
     }
-    let settings = &pool.settings;
-    let key_hash = settings
+    let key_hash = pool
+        .settings
         .hash_key
         .as_ref()
         .and_then(|(key, f)| key.key_hash(req.uri(), req.headers(), ctx.peer.ip(), *f));
-
     let (mut parts, body) = req.into_parts();
-    let websocket = facts.websocket;
-    let client_upgrade = if websocket {
+    let client_upgrade = if facts.websocket {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {
         None
@@ -344,7 +406,7 @@ async fn forward(
     {
         parts.headers.insert(header::HOST, v);
     }
-    headers::remove_hop_by_hop(&mut parts.headers, websocket);
+    headers::remove_hop_by_hop(&mut parts.headers, facts.websocket);
     let host = parts.headers.get(header::HOST).cloned();
     headers::set_forwarded(
         &mut parts.headers,
@@ -356,33 +418,57 @@ async fn forward(
     let target = upstream_target(&parts.uri, strip);
     let has_body = !body.is_end_stream();
     let framing = RequestFraming::of(&parts.method, &parts.headers, has_body);
-    let mut upload =
-        has_body.then(|| Upload::new(body, limits.max_body_bytes, framing == RequestFraming::Chunked));
-    let head_request = parts.method == Method::HEAD;
+    let head = h1::encode_request_head(&parts.method, &target, &parts.headers, framing);
     // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
-    // `$proxy_host`, it names the server, so the head is written per server.
-    let needs_host = !parts.headers.contains_key(header::HOST);
-    let mut head = h1::encode_request_head(&parts.method, &target, &parts.headers, framing);
+    // `$proxy_host`, it names the server.
+    let hostless = (!parts.headers.contains_key(header::HOST)).then(|| {
+        Box::new(Hostless {
+            method: parts.method.clone(),
+            target: target.clone().into_owned(),
+            headers: std::mem::take(&mut parts.headers),
+            framing,
+        })
+    });
+    Ok(Prepared {
+        head,
+        hostless,
+        upload: has_body
+            .then(|| Upload::new(body, limits.max_body_bytes, framing == RequestFraming::Chunked)),
+        key_hash,
+        idempotent: is_idempotent(&parts.method),
+        head_request: parts.method == Method::HEAD,
+        client_upgrade,
+    })
+}
+
+/// Sends a prepared request to the pool's servers, with retries per DESIGN.md 1.7.
+async fn forward(
+    mut req: Prepared,
+    pool: &Pool,
+    info: &mut UpstreamInfo,
+    timed: bool,
+) -> Response<ResponseBody> {
+    let settings = &pool.settings;
     // Whether the request may still be sent: true until it may have reached a server, and
     // then still true if it can safely be sent again (idempotent, and no body bytes taken).
     let mut sendable = true;
-    let replayable = |upload: &Option<Upload>| {
-        is_idempotent(&parts.method) && upload.as_ref().is_none_or(|u| !u.started())
-    };
+    let replayable = |req: &Prepared| req.idempotent && req.upload.as_ref().is_none_or(|u| !u.started());
 
     let members = pool.members.load();
     let mut tried = Tried::default();
     let mut failure = None;
     let attempts = settings.retries as usize + 1;
     while sendable && tried.len() < attempts {
-        let Some(server) = pick_server(&members, settings, key_hash, &tried) else {
+        let Some(server) = pick_server(&members, settings, req.key_hash, &tried) else {
             break;
         };
         tried.insert(server.id);
         let guard = InFlight::new(server.clone());
-        if needs_host && let Ok(v) = HeaderValue::from_str(&server.addr_text) {
-            parts.headers.insert(header::HOST, v);
-            head = h1::encode_request_head(&parts.method, &target, &parts.headers, framing);
+        if let Some(h) = req.hostless.as_mut()
+            && let Ok(v) = HeaderValue::from_str(&server.addr_text)
+        {
+            h.headers.insert(header::HOST, v);
+            req.head = h1::encode_request_head(&h.method, &h.target, &h.headers, h.framing);
         }
         // A pooled connection the server closed meanwhile fails before any response; one fresh
         // connection to the same server is then tried before moving on.
@@ -402,7 +488,7 @@ async fn forward(
             };
             let started = Instant::now();
             conn.timer.as_mut().reset(started + settings.response_timeout);
-            match upstream::send(&mut conn, &head, &mut upload, head_request).await {
+            match upstream::send(&mut conn, &req.head, &mut req.upload, req.head_request).await {
                 Ok(response) => break Some((response, conn, started)),
                 Err(SendError::Timeout) => {
                     server.failures.fetch_add(1, Ordering::Relaxed);
@@ -411,18 +497,18 @@ async fn forward(
                 }
                 Err(SendError::BodyTooLarge) => return too_large(),
                 Err(SendError::Client(e)) => {
-                    tracing::debug!("client {} body: {e}", ctx.peer);
+                    tracing::debug!("client body: {e}");
                     return bad_request();
                 }
                 // Written to a reused connection the server was closing: the classic keep-alive
                 // race. The request goes again on a fresh connection if that is safe.
                 Err(SendError::Unsent(_)) if !fresh => fresh = true,
-                Err(SendError::NoResponse(_)) if pooled && !fresh && replayable(&upload) => fresh = true,
+                Err(SendError::NoResponse(_)) if pooled && !fresh && replayable(&req) => fresh = true,
                 Err(e) => {
                     tracing::debug!("{} ({}): {e}", server.name, server.addr);
                     failure = Some(Failure::Reset);
                     if !matches!(e, SendError::Unsent(_)) {
-                        sendable = replayable(&upload);
+                        sendable = replayable(&req);
                     }
                     break None;
                 }
@@ -436,7 +522,7 @@ async fn forward(
             info.time = Some(sent_at.elapsed());
         }
         info.server = Some(server);
-        return upstream_response(response, guard, conn, upload, client_upgrade);
+        return upstream_response(response, guard, conn, req.upload, req.client_upgrade);
     }
     match failure {
         None => unavailable(),

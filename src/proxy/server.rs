@@ -593,9 +593,9 @@ async fn serve_connection(
         inner: stream,
         state: state.clone(),
     });
-    // Boxed per request: hyper otherwise keeps room for the whole request future (3.5 KiB) in
-    // every connection, idle ones included, and copies the future there for each request.
-    let svc = service_fn(move |req| Box::pin(forward::handle(req, ctx.clone())));
+    // Each request's future is boxed (by `handle`): hyper otherwise keeps room for the largest
+    // one in every connection, idle ones included, and copies it there for each request.
+    let svc = service_fn(move |req| forward::handle(req, &ctx));
     match first {
         FirstBytes::Gone => {}
         FirstBytes::Http1 => {
@@ -615,13 +615,8 @@ async fn serve_connection(
 }
 
 /// Runs a connection until it ends, a timeout closes it, or a graceful stop has drained it.
-async fn drive<C, E>(
-    conn: C,
-    peer: SocketAddr,
-    state: Arc<ConnState>,
-    limits: Limits,
-    shared: &Shared,
-) where
+async fn drive<C, E>(conn: C, peer: SocketAddr, state: Arc<ConnState>, limits: Limits, shared: &Shared)
+where
     C: ServedConnection + Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
