@@ -189,8 +189,8 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
             })
         }
         Decision::Forward { facts, pool, strip } => match prepare(req, facts, ctx, pool, strip, &end.rid) {
-            Err(resp) => Box::pin(std::future::ready(end.apply(resp, info))),
-            Ok(request) => {
+            None => Box::pin(std::future::ready(end.apply(too_large(), info))),
+            Some(request) => {
                 let pool = pool.clone();
                 Box::pin(async move {
                     let resp = forward(request, &pool, &mut info, timed).await;
@@ -375,7 +375,8 @@ struct Hostless {
 }
 
 /// Rewrites a request for the server: hop-by-hop headers out, forwarding headers in, the request
-/// id, the target with the route's prefix removed; then writes its head.
+/// id, the target with the route's prefix removed; then writes its head. `None` if its declared
+/// body is over `max_body_bytes`.
 fn prepare(
     req: Request<Incoming>,
     facts: headers::RequestFacts,
@@ -383,10 +384,10 @@ fn prepare(
     pool: &Pool,
     strip: Option<&str>,
     rid: &HeaderValue,
-) -> Result<Prepared, Response<ResponseBody>> {
+) -> Option<Prepared> {
     let limits = &ctx.listener.limits;
     if facts.content_length.is_some_and(|n| n > limits.max_body_bytes) {
-        return Err(too_large());
+        return None;
     }
     let key_hash = pool
         .settings
@@ -429,7 +430,7 @@ fn prepare(
             framing,
         })
     });
-    Ok(Prepared {
+    Some(Prepared {
         head,
         hostless,
         upload: has_body
