@@ -598,28 +598,35 @@ async fn serve_connection(
     let svc = service_fn(move |req| forward::handle(req, &ctx));
     match first {
         FirstBytes::Gone => {}
+        // The connection is made inside `drive`, so the task's state holds it once.
         FirstBytes::Http1 => {
-            let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
-            drive(conn, peer, state, limits, &shared).await;
+            let make = || protocols.http1.serve_connection(io, svc).with_upgrades();
+            drive(make, peer, state, limits, &shared).await;
         }
         // Boxed: the far more common HTTP/1 connections should not carry room for these.
         FirstBytes::Http2 => {
-            let conn = protocols.http2.serve_connection(io, svc);
-            Box::pin(drive(conn, peer, state, limits, &shared)).await;
+            let make = || protocols.http2.serve_connection(io, svc);
+            Box::pin(drive(make, peer, state, limits, &shared)).await;
         }
         FirstBytes::Undecided => {
-            let conn = protocols.auto.serve_connection_with_upgrades(io, svc);
-            Box::pin(drive(conn, peer, state, limits, &shared)).await;
+            let make = || protocols.auto.serve_connection_with_upgrades(io, svc);
+            Box::pin(drive(make, peer, state, limits, &shared)).await;
         }
     }
 }
 
 /// Runs a connection until it ends, a timeout closes it, or a graceful stop has drained it.
-async fn drive<C, E>(conn: C, peer: SocketAddr, state: Arc<ConnState>, limits: Limits, shared: &Shared)
-where
+async fn drive<C, E>(
+    make: impl FnOnce() -> C,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    limits: Limits,
+    shared: &Shared,
+) where
     C: ServedConnection + Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    let conn = make();
     tokio::pin!(conn);
     let mut rx = shared.shutdown.subscribe();
     let mut draining = *rx.borrow_and_update();
