@@ -371,6 +371,7 @@ struct Hostless {
     method: Method,
     target: String,
     headers: http::HeaderMap,
+    forwarding: headers::Forwarding,
     framing: RequestFraming,
 }
 
@@ -408,18 +409,23 @@ fn prepare(
         parts.headers.insert(header::HOST, v);
     }
     headers::remove_hop_by_hop(&mut parts.headers, facts.websocket);
-    let host = parts.headers.get(header::HOST).cloned();
-    headers::set_forwarded(
-        &mut parts.headers,
+    let forwarding = headers::Forwarding::new(
+        &parts.headers,
         &ctx.client_ip,
         ctx.listener.proto,
-        host.as_ref(),
+        parts.headers.get(header::HOST),
+        rid,
     );
-    parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
     let target = upstream_target(&parts.uri, strip);
     let has_body = !body.is_end_stream();
     let framing = RequestFraming::of(&parts.method, &parts.headers, has_body);
-    let head = h1::encode_request_head(&parts.method, &target, &parts.headers, framing);
+    let head = h1::encode_request_head(
+        &parts.method,
+        &target,
+        &parts.headers,
+        forwarding.fields(),
+        framing,
+    );
     // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
     // `$proxy_host`, it names the server.
     let hostless = (!parts.headers.contains_key(header::HOST)).then(|| {
@@ -427,6 +433,7 @@ fn prepare(
             method: parts.method.clone(),
             target: target.clone().into_owned(),
             headers: std::mem::take(&mut parts.headers),
+            forwarding,
             framing,
         })
     });
@@ -469,7 +476,8 @@ async fn forward(
             && let Ok(v) = HeaderValue::from_str(&server.addr_text)
         {
             h.headers.insert(header::HOST, v);
-            req.head = h1::encode_request_head(&h.method, &h.target, &h.headers, h.framing);
+            req.head =
+                h1::encode_request_head(&h.method, &h.target, &h.headers, h.forwarding.fields(), h.framing);
         }
         // A pooled connection the server closed meanwhile fails before any response; one fresh
         // connection to the same server is then tried before moving on.

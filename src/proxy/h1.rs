@@ -51,17 +51,18 @@ impl RequestFraming {
     }
 }
 
-/// Writes a request head: request line in origin form, the headers, and the framing header.
+/// Writes a request head: request line in origin form, the headers, the headers in `set` (in
+/// place of any of the same names in `headers`), and the framing header.
 pub fn encode_request_head(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    set: &[(&HeaderName, HeaderValue)],
     framing: RequestFraming,
 ) -> Bytes {
-    let size: usize = headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
+    let line = |(n, v): (&HeaderName, &HeaderValue)| n.as_str().len() + v.len() + 4;
+    let size: usize = headers.iter().map(line).sum::<usize>()
+        + set.iter().map(|(n, v)| line((n, v))).sum::<usize>()
         + method.as_str().len()
         + target.len()
         + 64;
@@ -74,7 +75,11 @@ pub fn encode_request_head(
         target.as_bytes()
     });
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    let fields = headers
+        .iter()
+        .filter(|(name, _)| !set.iter().any(|(n, _)| *n == *name))
+        .chain(set.iter().map(|(n, v)| (*n, v)));
+    for (name, value) in fields {
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
@@ -455,12 +460,25 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("a.example"));
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
-        let out = encode_request_head(&Method::POST, "/p?q=1", &h, RequestFraming::Zero);
+        let out = encode_request_head(&Method::POST, "/p?q=1", &h, &[], RequestFraming::Zero);
         assert_eq!(
             &out[..],
             b"POST /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 0\r\n\r\n"
         );
-        let out = encode_request_head(&Method::GET, "", &HeaderMap::new(), RequestFraming::Chunked);
+        let set = HeaderName::from_static("x-a");
+        let out = encode_request_head(
+            &Method::GET,
+            "/",
+            &h,
+            &[(&set, HeaderValue::from_static("3"))],
+            RequestFraming::None,
+        );
+        assert_eq!(
+            &out[..],
+            b"GET / HTTP/1.1\r\nhost: a.example\r\nx-a: 3\r\n\r\n",
+            "replaced, not added"
+        );
+        let out = encode_request_head(&Method::GET, "", &HeaderMap::new(), &[], RequestFraming::Chunked);
         assert_eq!(&out[..], b"GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
     }
 
