@@ -564,11 +564,9 @@ fn upstream_response(
             None => ResponseBody::empty(),
         }
     };
-    let mut headers = head.headers;
-    headers::remove_hop_by_hop(&mut headers, upgraded);
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;
-    *resp.headers_mut() = headers;
+    *resp.headers_mut() = head.headers;
     resp
 }
 

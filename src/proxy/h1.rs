@@ -13,6 +13,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use super::headers;
+
 /// The largest response head accepted; a bigger one is a 502, like nginx's "upstream sent too
 /// big header".
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -112,7 +114,8 @@ pub enum BodyFraming {
 pub struct ResponseHead {
     /// The status code.
     pub status: StatusCode,
-    /// The header fields as received (hop-by-hop ones included).
+    /// The header fields to forward: as received, without the hop-by-hop ones (a protocol
+    /// switch keeps `Upgrade`, with `Connection: upgrade`).
     pub headers: HeaderMap,
     /// How the body that follows is delimited.
     pub framing: BodyFraming,
@@ -206,6 +209,8 @@ pub fn parse_response_head(
         let mut length: Option<u64> = None;
         let mut bad_length = false;
         let mut chunked = None;
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        let mut connection_named = Vec::new();
         for &[ns, ne, vs, ve] in &spans {
             let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| ResponseError::Malformed)?;
             let value =
@@ -225,12 +230,33 @@ pub fn parse_response_head(
                     let token = token.trim_ascii();
                     if token.eq_ignore_ascii_case(b"close") {
                         conn_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                        conn_close = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        if version == Version::HTTP_10 {
+                            conn_close = false;
+                        }
+                    } else if !token.is_empty()
+                        && !token.eq_ignore_ascii_case(b"upgrade")
+                        && let Ok(named) = HeaderName::from_bytes(token)
+                    {
+                        connection_named.push(named);
                     }
                 }
             }
+            // Hop-by-hop fields end here rather than going into the map to be taken out again
+            // (a protocol switch keeps its `Connection` and `Upgrade`).
+            if headers::is_hop_by_hop(&name)
+                && !(switching && (name == header::CONNECTION || name == header::UPGRADE))
+            {
+                continue;
+            }
             headers.append(name, value);
+        }
+        // Fields the `Connection` header names are hop-by-hop too (RFC 9110 7.6.1).
+        for named in connection_named {
+            headers.remove(named);
+        }
+        if switching {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         let no_body = head_request
             || status.is_informational()
@@ -582,6 +608,25 @@ mod tests {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"[..]);
         let h = parse_response_head(&mut buf, true).unwrap().unwrap();
         assert_eq!(h.framing, BodyFraming::Empty);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_not_kept() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nUpgrade: h2c\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        let mut names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x-kept"]);
+        assert!(h.keep_alive);
+        let h = head("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nKeep-Alive: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.headers.get(header::CONNECTION).unwrap(), "upgrade");
+        assert!(h.headers.get("keep-alive").is_none());
     }
 
     #[test]

@@ -35,6 +35,11 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     }
 }
 
+/// Whether `name` is one of the fixed hop-by-hop header names.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop_bit(name) != 0
+}
+
 const CONNECTION_BIT: u16 = 1;
 const UPGRADE_BIT: u16 = 1 << 4;
 
