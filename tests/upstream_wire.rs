@@ -91,6 +91,25 @@ async fn serve(mut stream: TcpStream, response: &'static [u8], after: After) {
     }
 }
 
+/// Sends `requests` (at least one) GETs through a proxy to a server answering `response`; each
+/// must come back 200 with `body`. Returns how many connections the server accepted, and the
+/// last reply.
+async fn forward_each(response: &'static [u8], after: After, requests: usize, body: &str) -> (usize, Reply) {
+    let server = Scripted::start(response, after).await;
+    let proxy = proxy_to(&server);
+    let client = client();
+    let mut last = None;
+    for _ in 0..requests {
+        let r = send(client.get(proxy.url("/"))).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), body);
+        assert!(r.header("connection").is_none_or(|v| v != "close"), "hop-by-hop");
+        last = Some(r);
+    }
+    proxy.stop().await;
+    (server.connections(), last.expect("at least one request"))
+}
+
 fn proxy_to(server: &Scripted) -> Proxy {
     let mut c = one_pool(Balance::RoundRobin, std::slice::from_ref(&server.addr));
     c.pools[0].retries = 0;
@@ -100,25 +119,10 @@ fn proxy_to(server: &Scripted) -> Proxy {
 #[tokio::test]
 async fn body_until_close_is_forwarded_whole() {
     bounded(async {
-        let server = Scripted::start(
-            b"HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nhello until close",
-            After::Close,
-        )
-        .await;
-        let proxy = proxy_to(&server);
-        let client = client();
-        for _ in 0..2 {
-            let r = send(client.get(proxy.url("/"))).await;
-            assert_eq!(r.status, 200);
-            assert_eq!(r.header("x-a"), Some("1"));
-            assert_eq!(r.text(), "hello until close");
-        }
-        assert_eq!(
-            server.connections(),
-            2,
-            "a body ended by close ends its connection"
-        );
-        proxy.stop().await;
+        let response = b"HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nhello until close";
+        let (connections, last) = forward_each(response, After::Close, 2, "hello until close").await;
+        assert_eq!(last.header("x-a"), Some("1"));
+        assert_eq!(connections, 2, "a body ended by close ends its connection");
     })
     .await
 }
@@ -126,20 +130,8 @@ async fn body_until_close_is_forwarded_whole() {
 #[tokio::test]
 async fn chunked_body_with_extensions_and_trailers_is_decoded_and_the_connection_reused() {
     bounded(async {
-        let server = Scripted::start(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-            After::KeepOpen,
-        )
-        .await;
-        let proxy = proxy_to(&server);
-        let client = client();
-        for _ in 0..3 {
-            let r = send(client.get(proxy.url("/"))).await;
-            assert_eq!(r.status, 200);
-            assert_eq!(r.text(), "hello world");
-        }
-        assert_eq!(server.connections(), 1);
-        proxy.stop().await;
+        let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+        assert_eq!(forward_each(response, After::KeepOpen, 3, "hello world").await.0, 1);
     })
     .await
 }
@@ -148,21 +140,8 @@ async fn chunked_body_with_extensions_and_trailers_is_decoded_and_the_connection
 async fn connection_close_from_the_server_is_not_reused() {
     bounded(async {
         // The server says close but leaves the socket open: Ringway must not send on it again.
-        let server = Scripted::start(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-            After::KeepOpen,
-        )
-        .await;
-        let proxy = proxy_to(&server);
-        let client = client();
-        for _ in 0..3 {
-            let r = send(client.get(proxy.url("/"))).await;
-            assert_eq!(r.status, 200);
-            assert_eq!(r.text(), "ok");
-            assert!(r.header("connection").is_none_or(|v| v != "close"), "hop-by-hop");
-        }
-        assert_eq!(server.connections(), 3);
-        proxy.stop().await;
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+        assert_eq!(forward_each(response, After::KeepOpen, 3, "ok").await.0, 3);
     })
     .await
 }
@@ -240,20 +219,8 @@ async fn answer_before_the_body_is_read_reaches_the_client() {
 #[tokio::test]
 async fn bytes_after_the_body_keep_the_connection_out_of_the_pool() {
     bounded(async {
-        let server = Scripted::start(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA BYTES",
-            After::KeepOpen,
-        )
-        .await;
-        let proxy = proxy_to(&server);
-        let client = client();
-        for _ in 0..2 {
-            let r = send(client.get(proxy.url("/"))).await;
-            assert_eq!(r.status, 200);
-            assert_eq!(r.text(), "ok");
-        }
-        assert_eq!(server.connections(), 2);
-        proxy.stop().await;
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA BYTES";
+        assert_eq!(forward_each(response, After::KeepOpen, 2, "ok").await.0, 2);
     })
     .await
 }

@@ -380,17 +380,15 @@ impl BodyDecoder {
             match *self {
                 BodyDecoder::Done => return Ok(Step::Done),
                 BodyDecoder::Length(n) => {
-                    if buf.is_empty() {
+                    let Some((data, left)) = take_up_to(buf, n) else {
                         return Ok(Step::NeedMore);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let left = n - take as u64;
+                    };
                     *self = if left == 0 {
                         BodyDecoder::Done
                     } else {
                         BodyDecoder::Length(left)
                     };
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                    return Ok(Step::Data(data));
                 }
                 BodyDecoder::UntilClose => {
                     if buf.is_empty() {
@@ -414,17 +412,15 @@ impl BodyDecoder {
                         _ => return Err(ResponseError::BadChunk),
                     },
                     Chunk::Data(n) => {
-                        if buf.is_empty() {
+                        let Some((data, left)) = take_up_to(buf, n) else {
                             return Ok(Step::NeedMore);
-                        }
-                        let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                        let left = n - take as u64;
+                        };
                         *self = BodyDecoder::Chunked(if left == 0 {
                             Chunk::DataEnd
                         } else {
                             Chunk::Data(left)
                         });
-                        return Ok(Step::Data(buf.split_to(take).freeze()));
+                        return Ok(Step::Data(data));
                     }
                     Chunk::DataEnd => {
                         if buf.len() < 2 {
@@ -460,6 +456,16 @@ impl BodyDecoder {
             }
         }
     }
+}
+
+/// Up to `n` bytes from the front of `buf` and how many of the `n` are still to come; `None` if
+/// `buf` is empty.
+fn take_up_to(buf: &mut BytesMut, n: u64) -> Option<(Bytes, u64)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+    Some((buf.split_to(take).freeze(), n - take as u64))
 }
 
 /// The chunk-size line written before `len` bytes of a chunked request body.
