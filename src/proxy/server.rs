@@ -421,6 +421,14 @@ async fn worker_main(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets:
         let ctx = Rc::new(listener_ctx(cfg));
         tokio::task::spawn_local(accept_loop(listener, ctx, shared.clone(), tracker.clone()));
     }
+    tokio::task::spawn_local(async {
+        let mut every = tokio::time::interval(super::upstream::IDLE_SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            super::upstream::sweep_idle();
+        }
+    });
     let mut rx = shared.shutdown.subscribe();
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {

@@ -76,6 +76,13 @@ impl Conn {
 /// Idle connections kept per server and worker; more are closed when released.
 const MAX_IDLE_PER_SERVER: usize = 1024;
 
+/// How often each worker closes the pooled connections nobody has used for a while.
+pub const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Sweeps a pooled connection survives unused: with a sweep every 30 s, an idle connection is
+/// closed after 60 to 90 s, like nginx's upstream `keepalive_timeout` of 60 s.
+const IDLE_SWEEPS_KEPT: u64 = 2;
+
 /// Server ids are small sequential integers: hashing them again would only cost time.
 #[derive(Default)]
 struct IdHasher(u64);
@@ -94,35 +101,78 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdleMap = HashMap<u64, Vec<Conn>, BuildHasherDefault<IdHasher>>;
+/// Idle connections per server id, each with the sweep count at which it went idle.
+///
+/// Time is counted in sweeps rather than read from the clock, so returning a connection costs
+/// no clock read.
+struct IdlePool<T> {
+    sweeps: u64,
+    lists: HashMap<u64, Vec<(u64, T)>, BuildHasherDefault<IdHasher>>,
+}
+
+impl<T> IdlePool<T> {
+    fn new() -> IdlePool<T> {
+        IdlePool {
+            sweeps: 0,
+            lists: HashMap::default(),
+        }
+    }
+
+    /// The most recently returned item for `id` that is `usable`; unusable ones are dropped.
+    fn take(&mut self, id: u64, usable: impl Fn(&T) -> bool) -> Option<T> {
+        let list = self.lists.get_mut(&id)?;
+        while let Some((_, item)) = list.pop() {
+            if usable(&item) {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    /// Keeps `item` for `id`, unless `id` already has as many as allowed.
+    fn put(&mut self, id: u64, item: T) {
+        let list = self.lists.entry(id).or_default();
+        if list.len() < MAX_IDLE_PER_SERVER {
+            list.push((self.sweeps, item));
+        }
+    }
+
+    /// Counts a sweep and drops the items idle for more than [`IDLE_SWEEPS_KEPT`] sweeps.
+    fn sweep(&mut self) {
+        self.sweeps += 1;
+        let oldest_kept = self.sweeps.saturating_sub(IDLE_SWEEPS_KEPT);
+        self.lists.retain(|_, list| {
+            // Oldest first: items are pushed and popped at the end.
+            let stale = list.partition_point(|(since, _)| *since < oldest_kept);
+            list.drain(..stale);
+            !list.is_empty()
+        });
+    }
+
+    #[cfg(test)]
+    fn len(&self, id: u64) -> usize {
+        self.lists.get(&id).map_or(0, Vec::len)
+    }
+}
 
 thread_local! {
-    static IDLE: RefCell<IdleMap> = RefCell::new(HashMap::default());
+    static IDLE: RefCell<IdlePool<Conn>> = RefCell::new(IdlePool::new());
 }
 
 /// Takes an idle connection to server `id` that is still open, if any.
 pub fn checkout(id: u64) -> Option<Conn> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&id)?;
-        while let Some(c) = list.pop() {
-            if c.is_reusable() {
-                return Some(c);
-            }
-        }
-        None
-    })
+    IDLE.with(|idle| idle.borrow_mut().take(id, Conn::is_reusable))
 }
 
 /// Returns a connection whose last exchange ended cleanly.
 pub fn release(id: u64, conn: Conn) {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(id).or_default();
-        if list.len() < MAX_IDLE_PER_SERVER {
-            list.push(conn);
-        }
-    });
+    IDLE.with(|idle| idle.borrow_mut().put(id, conn));
+}
+
+/// Closes this worker's pooled connections that have not been used for a while; called every
+/// [`IDLE_SWEEP_EVERY`].
+pub fn sweep_idle() {
+    IDLE.with(|idle| idle.borrow_mut().sweep());
 }
 
 /// Why a connection could not be opened.
@@ -465,5 +515,56 @@ impl UpstreamBody {
     /// The connection and what was read of it beyond the head, for a protocol switch.
     pub fn into_conn(self) -> Conn {
         self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_most_recent_usable_item() {
+        let mut pool = IdlePool::new();
+        pool.put(1, 10);
+        pool.put(1, 11);
+        pool.put(1, 12);
+        pool.put(2, 20);
+        assert_eq!(pool.take(1, |&n| n != 12), Some(11), "12 is unusable and dropped");
+        assert_eq!(pool.len(1), 1);
+        assert_eq!(pool.take(2, |_| true), Some(20));
+        assert_eq!(pool.take(2, |_| true), None);
+        assert_eq!(pool.take(3, |_| true), None);
+    }
+
+    #[test]
+    fn idle_items_expire_after_two_sweeps() {
+        let mut pool = IdlePool::new();
+        pool.put(1, "old");
+        pool.sweep();
+        pool.put(1, "newer");
+        pool.sweep();
+        assert_eq!(
+            pool.len(1),
+            2,
+            "nothing has been idle for more than two sweeps yet"
+        );
+        pool.sweep();
+        assert_eq!(pool.len(1), 1, "the first item went idle three sweeps ago");
+        assert_eq!(pool.take(1, |_| true), Some("newer"));
+        pool.put(1, "again");
+        pool.sweep();
+        pool.sweep();
+        pool.sweep();
+        assert_eq!(pool.len(1), 0);
+        assert!(pool.lists.is_empty(), "empty lists are removed");
+    }
+
+    #[test]
+    fn keeps_at_most_the_limit_per_server() {
+        let mut pool = IdlePool::new();
+        for i in 0..MAX_IDLE_PER_SERVER + 10 {
+            pool.put(7, i);
+        }
+        assert_eq!(pool.len(7), MAX_IDLE_PER_SERVER);
     }
 }
