@@ -11,6 +11,7 @@ pub mod headers;
 pub mod server;
 pub mod state;
 pub mod static_files;
+pub mod stats;
 pub mod upstream;
 
 pub use server::{Engine, StartError};

@@ -43,6 +43,19 @@ pub struct ListenerCtx {
     pub redirect_https: Option<RedirectHttps>,
     /// `X-Forwarded-Proto` value.
     pub proto: &'static str,
+    /// Client connections open now on this listener (all workers).
+    pub open: Arc<AtomicUsize>,
+}
+
+/// A listener as the admin side shows it.
+#[derive(Debug, Clone)]
+pub struct ListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// Bound address.
+    pub bind: SocketAddr,
+    /// Client connections open now.
+    pub open: usize,
 }
 
 /// Liveness of one client connection, read by its header and idle timeouts.
@@ -219,6 +232,9 @@ pub struct Shared {
     pub open_connections: AtomicUsize,
     /// Set once shutdown began.
     pub shutting_down: AtomicBool,
+    /// Serialises changes of the live state (reloads, admin calls, health-driven rebuilds of a
+    /// pool's members) so that two never interleave; the request path never takes it.
+    pub changes: std::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -247,6 +263,8 @@ pub struct Engine {
     pub shared: Arc<Shared>,
     /// Each listener's name and bound address (the real port when the config said 0).
     pub listeners: Vec<(String, SocketAddr)>,
+    /// Each listener's count of open connections, in the order of `listeners`.
+    listener_open: Vec<Arc<AtomicUsize>>,
     /// The file reloads read, if the configuration came from one.
     pub config_path: Option<std::path::PathBuf>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -275,12 +293,13 @@ pub fn worker_count(w: Workers) -> usize {
     }
 }
 
-fn listener_ctx(l: &ListenerConfig) -> ListenerCtx {
+fn listener_ctx(l: &ListenerConfig, open: Arc<AtomicUsize>) -> ListenerCtx {
     ListenerCtx {
         name: l.name.clone(),
         limits: l.limits,
         redirect_https: l.redirect_https,
         proto: if l.tls.is_some() { "https" } else { "http" },
+        open,
     }
 }
 
@@ -315,24 +334,46 @@ impl Engine {
             access_log: ArcSwap::from_pointee(access_log),
             open_connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            changes: std::sync::Mutex::new(()),
             shutdown: tx,
         });
+        crate::health::start(shared.clone())
+            .map_err(|e| StartError::Io(format!("cannot start health checks: {e}")))?;
+        let listener_open: Vec<Arc<AtomicUsize>> = listener_configs
+            .iter()
+            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .collect();
         let mut handles = Vec::with_capacity(threads);
         for (i, socks) in sockets.into_iter().enumerate() {
             let shared = shared.clone();
             let configs = listener_configs.clone();
+            let open = listener_open.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ringway-worker-{i}"))
-                .spawn(move || run_worker(shared, configs, socks))
+                .spawn(move || run_worker(shared, configs, open, socks))
                 .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
             handles.push(handle);
         }
         Ok(Engine {
             shared,
             listeners: bound,
+            listener_open,
             config_path,
             threads: std::sync::Mutex::new(handles),
         })
+    }
+
+    /// Every listener with its address and open connections.
+    pub fn listener_status(&self) -> Vec<ListenerStatus> {
+        self.listeners
+            .iter()
+            .zip(&self.listener_open)
+            .map(|((name, bind), open)| ListenerStatus {
+                name: name.clone(),
+                bind: *bind,
+                open: open.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// The bound address of the listener named `name`.
@@ -387,7 +428,12 @@ impl Engine {
     }
 }
 
-fn run_worker(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets: Vec<std::net::TcpListener>) {
+fn run_worker(
+    shared: Arc<Shared>,
+    configs: Vec<ListenerConfig>,
+    open: Vec<Arc<AtomicUsize>>,
+    sockets: Vec<std::net::TcpListener>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -396,7 +442,7 @@ fn run_worker(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets: Vec<st
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, worker_main(shared, configs, sockets));
+    local.block_on(&rt, worker_main(shared, configs, open, sockets));
 }
 
 /// Per-worker count of open connections, to know when a graceful stop is complete.
@@ -405,12 +451,17 @@ struct Tracker {
     idle: Notify,
 }
 
-async fn worker_main(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets: Vec<std::net::TcpListener>) {
+async fn worker_main(
+    shared: Arc<Shared>,
+    configs: Vec<ListenerConfig>,
+    open: Vec<Arc<AtomicUsize>>,
+    sockets: Vec<std::net::TcpListener>,
+) {
     let tracker = Rc::new(Tracker {
         open: Cell::new(0),
         idle: Notify::new(),
     });
-    for (cfg, sock) in configs.iter().zip(sockets) {
+    for ((cfg, sock), open) in configs.iter().zip(sockets).zip(open) {
         let listener = match TcpListener::from_std(sock) {
             Ok(l) => l,
             Err(e) => {
@@ -418,7 +469,7 @@ async fn worker_main(shared: Arc<Shared>, configs: Vec<ListenerConfig>, sockets:
                 continue;
             }
         };
-        let ctx = Rc::new(listener_ctx(cfg));
+        let ctx = Rc::new(listener_ctx(cfg, open));
         tokio::task::spawn_local(accept_loop(listener, ctx, shared.clone(), tracker.clone()));
     }
     tokio::task::spawn_local(async {
@@ -493,12 +544,15 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Sh
                     let _ = stream.set_nodelay(true);
                     tracker.open.set(tracker.open.get() + 1);
                     shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    ctx.open.fetch_add(1, Ordering::Relaxed);
                     let task = serve_connection(stream, peer, ctx.clone(), shared.clone(), protocols.clone());
                     let tracker = tracker.clone();
                     let shared = shared.clone();
+                    let open = ctx.open.clone();
                     tokio::task::spawn_local(async move {
                         task.await;
                         shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+                        open.fetch_sub(1, Ordering::Relaxed);
                         tracker.open.set(tracker.open.get() - 1);
                         tracker.idle.notify_waiters();
                     });

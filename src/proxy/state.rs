@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
@@ -17,6 +17,8 @@ use http::HeaderValue;
 use crate::balance::{self, Algorithm, Balancer, HashFunction, HashKey, Member, ServerLoads};
 use crate::config::{self, Config, HostPattern, RouteAction};
 use crate::route::{HostMatch, RouteKey, RouteTable};
+
+use super::stats::Histogram;
 
 /// Admin state of a server: takes traffic, finishes what it has, or takes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +48,62 @@ impl AdminState {
             AdminState::Maint => "maint",
         }
     }
+
+    /// The state named `s` in the API (`ready`, `drain`, `maint`).
+    pub fn parse(s: &str) -> Option<AdminState> {
+        match s {
+            "ready" => Some(AdminState::Ready),
+            "drain" => Some(AdminState::Drain),
+            "maint" => Some(AdminState::Maint),
+            _ => None,
+        }
+    }
 }
+
+/// Health of a server as the active checks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not yet passed its first `rise` checks: takes no traffic (a server never seen up is not
+    /// trusted with requests).
+    Checking = 0,
+    /// Passing its checks, or in a pool without active checks.
+    Up = 1,
+    /// Failed `fall` checks in a row.
+    Down = 2,
+}
+
+impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            0 => Health::Checking,
+            2 => Health::Down,
+            _ => Health::Up,
+        }
+    }
+
+    /// The name used in the API and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Checking => "checking",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// The outcome of the last active health check of a server (read by the admin side only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRecord {
+    /// When the check finished.
+    pub at: SystemTime,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was seen: `"200"`, `"timeout"`, `"connection refused"`, …
+    pub detail: String,
+}
+
+/// Full weight in the slow-start ramp (per mille).
+pub const RAMP_FULL: u32 = 1000;
 
 /// One upstream server and its live figures; shared by every snapshot that contains it.
 #[derive(Debug)]
@@ -63,20 +120,37 @@ pub struct Server {
     pub addr_text: String,
     weight: AtomicU64,
     state: AtomicU8,
-    up: AtomicBool,
+    health: AtomicU8,
+    ejected: AtomicBool,
+    /// Slow-start ramp in per mille of the full weight ([`RAMP_FULL`] when not ramping).
+    ramp: AtomicU32,
+    /// Added through the admin API and absent from the configuration file.
+    pub runtime_added: AtomicBool,
+    /// The weight was set through the admin API: a reload keeps it.
+    pub weight_overridden: AtomicBool,
     /// Requests in flight now.
     pub in_flight: AtomicU64,
     /// Requests sent to this server since start.
     pub requests: AtomicU64,
     /// Failed attempts (connect errors, resets, timeouts) since start.
     pub failures: AtomicU64,
+    /// Consecutive failed attempts or 5xx answers seen by the request path (passive ejection);
+    /// reset by any good answer.
+    pub consecutive_failures: AtomicU32,
+    /// Answers with a 5xx status for requests sent to this server, since start.
+    pub responses_5xx: AtomicU64,
+    /// Time from the request's arrival to the end of its response, for requests it answered.
+    pub latency: Histogram,
+    /// The last active health check; written by the checker, read by the admin side.
+    pub last_check: Mutex<Option<CheckRecord>>,
 }
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Server {
-    /// A new server in state `ready`, considered up until health checks say otherwise.
-    pub fn new(name: String, address: String, addr: SocketAddr, weight: u32) -> Server {
+    /// A new server in state `ready` with the given health (`Checking` in a pool with active
+    /// checks, `Up` otherwise).
+    pub fn new(name: String, address: String, addr: SocketAddr, weight: u32, health: Health) -> Server {
         Server {
             id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
             addr_text: addr.to_string(),
@@ -85,11 +159,69 @@ impl Server {
             addr,
             weight: AtomicU64::new(u64::from(weight)),
             state: AtomicU8::new(AdminState::Ready as u8),
-            up: AtomicBool::new(true),
+            health: AtomicU8::new(health as u8),
+            ejected: AtomicBool::new(false),
+            ramp: AtomicU32::new(RAMP_FULL),
+            runtime_added: AtomicBool::new(false),
+            weight_overridden: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            responses_5xx: AtomicU64::new(0),
+            latency: Histogram::default(),
+            last_check: Mutex::new(None),
         }
+    }
+
+    /// Whether the server may take a new request: admin state `ready`, health `up`, not
+    /// ejected. (`max_conns` and the request's own tried servers are the pick's business.)
+    #[inline]
+    pub fn serving(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == AdminState::Ready as u8
+            && self.health.load(Ordering::Relaxed) == Health::Up as u8
+            && !self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// Health as the active checks see it.
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Relaxed))
+    }
+
+    /// Sets the health; returns the previous one.
+    pub fn set_health(&self, h: Health) -> Health {
+        Health::from_u8(self.health.swap(h as u8, Ordering::SeqCst))
+    }
+
+    /// Whether passive ejection holds the server out of rotation now.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// Ejects or readmits the server; returns the previous value.
+    pub fn set_ejected(&self, ejected: bool) -> bool {
+        self.ejected.swap(ejected, Ordering::SeqCst)
+    }
+
+    /// Slow-start ramp in per mille of full weight.
+    pub fn ramp(&self) -> u32 {
+        self.ramp.load(Ordering::Relaxed)
+    }
+
+    /// Sets the slow-start ramp (clamped to 1..=[`RAMP_FULL`]).
+    pub fn set_ramp(&self, permille: u32) {
+        self.ramp.store(permille.clamp(1, RAMP_FULL), Ordering::Relaxed);
+    }
+
+    /// The weight balancers use now: the weight scaled by the slow-start ramp, at least 1.
+    pub fn effective_weight(&self) -> u32 {
+        let w = u64::from(self.weight()) * u64::from(self.ramp()) / u64::from(RAMP_FULL);
+        u32::try_from(w).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Sets the configured weight (rebuild the pool's balancer for it to apply).
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(u64::from(weight), Ordering::Relaxed);
     }
 
     /// Current admin state.
@@ -109,12 +241,7 @@ impl Server {
 
     /// Whether health checks consider the server up.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    /// Marks the server up or down.
-    pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
+        self.health() == Health::Up
     }
 }
 
@@ -142,6 +269,10 @@ pub struct PoolSettings {
     pub hash_key: Option<(HashKey, HashFunction)>,
     /// The algorithm, to rebuild the balancer when members change.
     pub algorithm: Algorithm,
+    /// Active health checks, if the pool has them.
+    pub health: Option<config::HealthConfig>,
+    /// Passive ejection, if the pool has it.
+    pub passive: Option<config::PassiveConfig>,
 }
 
 /// A pool: its settings and its current members, swapped atomically on change.
@@ -156,19 +287,44 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Builds the balancer for `servers` and swaps it in.
+    /// Builds the balancer for `servers` and swaps it in. Callers serialise changes of one pool
+    /// (see `Shared::changes`); the request path only reads.
     pub fn set_members(&self, servers: Vec<Arc<Server>>) {
         self.members
             .store(Arc::new(build_members(&self.settings.algorithm, servers)));
     }
+
+    /// Rebuilds the balancer over the same servers, for changed weights or ramps.
+    pub fn rebuild(&self) {
+        let servers = self.members.load().servers.clone();
+        self.set_members(servers);
+    }
+
+    /// Whether the balancer reads weights as ramped by slow start. Hashed pools do not: a ramp
+    /// would move keys back and forth (HAProxy's `slowstart` skips static algorithms likewise).
+    pub fn ramps_weights(&self) -> bool {
+        ramps_weights(&self.settings.algorithm)
+    }
+}
+
+fn ramps_weights(algorithm: &Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::RoundRobin | Algorithm::LeastRequests | Algorithm::RandomTwo
+    )
 }
 
 fn build_members(algorithm: &Algorithm, servers: Vec<Arc<Server>>) -> PoolMembers {
+    let ramped = ramps_weights(algorithm);
     let members: Vec<Member> = servers
         .iter()
         .map(|s| Member {
             name: s.name.clone(),
-            weight: s.weight().max(1),
+            weight: if ramped {
+                s.effective_weight()
+            } else {
+                s.weight().max(1)
+            },
         })
         .collect();
     PoolMembers {
@@ -192,8 +348,7 @@ impl ServerLoads for PickView<'_> {
         let Some(s) = self.servers.get(index) else {
             return false;
         };
-        s.admin_state() == AdminState::Ready
-            && s.is_up()
+        s.serving()
             && (self.max_conns == 0 || s.in_flight.load(Ordering::Relaxed) < self.max_conns)
             && !self.tried.contains(s.id)
     }
@@ -356,22 +511,31 @@ impl Snapshot {
                 max_conns: u64::from(p.max_conns),
                 hash_key,
                 algorithm,
+                health: p.health.clone(),
+                passive: p.passive,
             };
-            let old = previous.and_then(|s| s.pools.get(&p.name));
+            let old_members = previous
+                .and_then(|s| s.pools.get(&p.name))
+                .map(|pool| pool.members.load_full());
+            let old_servers: &[Arc<Server>] = old_members.as_ref().map_or(&[], |m| &m.servers);
+            let first_health = if p.health.is_some() {
+                Health::Checking
+            } else {
+                Health::Up
+            };
             let mut servers = Vec::with_capacity(p.servers.len());
             for s in &p.servers {
-                let kept = old.and_then(|pool| {
-                    pool.members
-                        .load()
-                        .servers
-                        .iter()
-                        .find(|o| o.name == s.name && o.address == s.address)
-                        .cloned()
-                });
+                let kept = old_servers
+                    .iter()
+                    .find(|o| o.name == s.name && o.address == s.address);
                 match kept {
                     Some(server) => {
-                        server.weight.store(u64::from(s.weight), Ordering::Relaxed);
-                        servers.push(server);
+                        // A weight set through the admin API outlives the reload.
+                        if !server.weight_overridden.load(Ordering::Relaxed) {
+                            server.set_weight(s.weight);
+                        }
+                        server.runtime_added.store(false, Ordering::Relaxed);
+                        servers.push(server.clone());
                     }
                     None => match resolve(&s.address) {
                         Ok(addr) => servers.push(Arc::new(Server::new(
@@ -379,9 +543,25 @@ impl Snapshot {
                             s.address.clone(),
                             addr,
                             s.weight,
+                            first_health,
                         ))),
                         Err(e) => errors.push(format!("pool `{}`: {e}", p.name)),
                     },
+                }
+            }
+            // Servers added at run time survive a reload of a file that does not list them.
+            for o in old_servers {
+                if o.runtime_added.load(Ordering::Relaxed) && !servers.iter().any(|s| s.name == o.name) {
+                    servers.push(o.clone());
+                }
+            }
+            for s in &servers {
+                // Without checks (or passive ejection) nothing would ever bring a server back.
+                if p.health.is_none() && s.health() != Health::Up {
+                    s.set_health(Health::Up);
+                }
+                if p.passive.is_none() {
+                    s.set_ejected(false);
                 }
             }
             if servers.is_empty() {
