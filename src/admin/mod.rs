@@ -6,6 +6,7 @@
 //! builds on this module.
 
 pub mod client;
+mod reload;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -68,7 +69,7 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<SocketAddr> {
     Ok(bound)
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -134,16 +135,7 @@ async fn handle(req: Request<Incoming>, engine: &Engine) -> Response<Full<Bytes>
             if !authorized(&req, &snapshot) {
                 return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
             }
-            match engine.reload_from_file() {
-                Ok(s) => json_response(
-                    StatusCode::OK,
-                    &json!({"result": "reloaded", "routes": s.routes.len(), "pools": s.pools.len()}),
-                ),
-                Err(errors) => json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &json!({"error": {"status": 422, "message": "configuration refused; the running one keeps serving", "errors": errors}}),
-                ),
-            }
+            reload::answer(engine)
         }
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
     }

@@ -137,6 +137,8 @@ pub struct Server {
     /// Consecutive failed attempts or 5xx answers seen by the request path (passive ejection);
     /// reset by any good answer.
     pub consecutive_failures: AtomicU32,
+    /// Changes of health or ejection, either way and for any cause, since start.
+    pub health_changes: AtomicU64,
     /// Answers with a 5xx status for requests sent to this server, since start.
     pub responses_5xx: AtomicU64,
     /// Time from the request's arrival to the end of its response, for requests it answered.
@@ -168,6 +170,7 @@ impl Server {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
+            health_changes: AtomicU64::new(0),
             responses_5xx: AtomicU64::new(0),
             latency: Histogram::default(),
             last_check: Mutex::new(None),
