@@ -124,7 +124,7 @@ async fn status_page_is_self_contained_and_talks_only_to_the_api() {
         assert!(!html.contains(" style=\""), "inline style attribute");
         assert!(!html.contains(" onclick=") && !html.contains(" onload="));
         assert_eq!(html.matches("<script").count(), 1);
-        assert!(html.contains("<script src=\"/status.js\" defer></script>"));
+        assert!(html.contains("<script type=\"module\" src=\"/status.js\"></script>"));
         assert!(linked.contains(&"/status.css") && linked.contains(&"/status.js"));
 
         let css = fetch(&client, format!("http://{admin}/status.css")).await;
@@ -134,15 +134,36 @@ async fn status_page_is_self_contained_and_talks_only_to_the_api() {
         assert!(!css.body.contains("url(") && !css.body.contains("@import"));
         assert!(css.body.contains("prefers-color-scheme: dark"));
 
-        let js = fetch(&client, format!("http://{admin}/status.js")).await;
-        assert_eq!(js.status, 200);
-        assert!(
-            js.content_type.starts_with("text/javascript"),
-            "{}",
-            js.content_type
+        // The script: the module the page loads and every module it imports, all same-origin.
+        let mut js = String::new();
+        let mut modules = vec!["/status.js".to_owned()];
+        let mut i = 0;
+        while i < modules.len() {
+            let module = fetch(&client, format!("http://{admin}{}", modules[i])).await;
+            assert_eq!(module.status, 200, "{}", modules[i]);
+            assert!(
+                module.content_type.starts_with("text/javascript"),
+                "{}",
+                module.content_type
+            );
+            assert_eq!(module.cache_control, "no-store");
+            for from in module.body.split("} from '").skip(1) {
+                let path = &from[..from.find('\'').expect("import path closes")];
+                assert!(path.starts_with("./") && !path.contains(".."), "import {path}");
+                let path = format!("/{}", &path[2..]);
+                if !modules.contains(&path) {
+                    modules.push(path);
+                }
+            }
+            js.push_str(&module.body);
+            i += 1;
+        }
+        assert!(modules.len() > 1, "status.js imports its modules: {modules:?}");
+        assert_eq!(
+            js.matches("import {").count(),
+            js.matches("} from './").count(),
+            "every import is a same-origin module"
         );
-        assert_eq!(js.cache_control, "no-store");
-        let js = js.body;
         // Absolute URLs: only the SVG namespace, which names elements and is never fetched.
         for scheme in ["http://", "https://"] {
             for (i, _) in js.match_indices(scheme) {
@@ -154,7 +175,7 @@ async fn status_page_is_self_contained_and_talks_only_to_the_api() {
         }
         assert!(!js.contains("'//") && !js.contains("\"//") && !js.contains("`//"));
         // One way to the network, to same-origin /api/v1 ...
-        assert!(js.contains("const API = '/api/v1';"));
+        assert!(js.contains("export const API = '/api/v1';"));
         assert_eq!(js.matches("fetch(").count(), 1, "one fetch() call");
         assert!(js.contains("fetch(API + path, {"));
         for other in [

@@ -1,7 +1,8 @@
-//! The status page at `GET /` of the admin address: one HTML page, its stylesheet and its script,
-//! compiled into the binary so the page works offline and needs nothing from another host.
+//! The status page at `GET /` of the admin address: one HTML page, its stylesheet and its script
+//! (three JavaScript modules), compiled into the binary so the page works offline and needs
+//! nothing from another host.
 //!
-//! Owns: the three static assets and the headers they are served with (no caching, a strict
+//! Owns: the static files of the page and the headers they are served with (no caching, a strict
 //! Content-Security-Policy). Must not touch live state: the page reads everything from the
 //! `/api/v1` endpoints with `fetch()` and changes servers only through them.
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use http_body_util::Full;
 
-/// The script and the stylesheet are separate same-origin files, so the policy needs neither
+/// The scripts and the stylesheet are separate same-origin files, so the policy needs neither
 /// `'unsafe-inline'` nor hashes that would have to follow every edit of the page.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -21,7 +22,7 @@ struct Asset {
     body: &'static str,
 }
 
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         name: "",
         content_type: "text/html; charset=utf-8",
@@ -36,6 +37,16 @@ const ASSETS: [Asset; 3] = [
         name: "status.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("status_page/status.js"),
+    },
+    Asset {
+        name: "status-lib.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("status_page/status-lib.js"),
+    },
+    Asset {
+        name: "status-draw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("status_page/status-draw.js"),
     },
 ];
 
@@ -67,11 +78,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serves_the_page_and_its_two_files_with_no_store_and_a_policy() {
+    fn serves_the_page_and_its_files_with_no_store_and_a_policy() {
         for (name, kind) in [
             ("", "text/html"),
             ("status.css", "text/css"),
             ("status.js", "text/javascript"),
+            ("status-lib.js", "text/javascript"),
+            ("status-draw.js", "text/javascript"),
         ] {
             assert!(serves(name), "{name}");
             let r = response(name);
