@@ -243,7 +243,9 @@ def run(b):
         "const p = document.querySelector('section.pool[data-pool=\"cache\"] .plan');"
         "return p && !p.hidden && p.textContent.includes('would move') ? p.textContent : null"))
     check("from rooms-3 to" in plan, f"the preview shows what moves: {plan!r}")
-    time.sleep(2.5)  # one refresh: the preview must stay open across it
+    # The preview must stay open across a refresh: wait for the next one ("updated …" changes).
+    updated = b.js("return document.getElementById('meta').textContent")
+    wait_for("a refresh", lambda: b.js("return document.getElementById('meta').textContent") != updated)
     check(b.js("const p = document.querySelector('section.pool[data-pool=\"cache\"] .plan');"
                "return !p.hidden && p.textContent.includes('would move')"),
           "the preview stays open across a refresh")
