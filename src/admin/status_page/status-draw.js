@@ -99,13 +99,21 @@ export async function loadRing(pv) {
   }
 }
 
-const TWO64 = 2n ** 64n;
-function turn(start) {
+// Where a hash value sits on the ring, in turns. Hash values come as decimal strings (a u64
+// does not fit a JS number); the hash space is 0..=max_hash (u64 for xxh3, less for sha1-28).
+function turn(start, space) {
   try {
-    return Number((BigInt(start) * 1000000n) / TWO64) / 1000000;
+    return Number((BigInt(start) * 1000000n) / space) / 1000000;
   } catch (_) {
     return NaN;
   }
+}
+
+function hashSpace(ring) {
+  try {
+    if (typeof ring.max_hash === 'string') return BigInt(ring.max_hash) + 1n;
+  } catch (_) { /* the u64 space below */ }
+  return 2n ** 64n;
 }
 
 function arc(cx, cy, r0, r1, a0, a1) {
@@ -128,7 +136,8 @@ function arc(cx, cy, r0, r1, a0, a1) {
 function ringSegments(ring) {
   let parts = Array.isArray(ring.simplified) && ring.simplified.length ? ring.simplified : ring.partitions;
   if (Array.isArray(parts) && parts.length > 0 && parts.length <= 5000) {
-    const pts = parts.map((p) => ({ a: turn(p.start), server: p.server }))
+    const space = hashSpace(ring);
+    const pts = parts.map((p) => ({ a: turn(p.start, space), server: p.server }))
       .filter((p) => isFinite(p.a)).sort((a, b) => a.a - b.a);
     if (pts.length === parts.length) {
       // A partition runs from its start to the next one's; the last wraps round to the first.

@@ -166,6 +166,12 @@ export function algorithmWords(b) {
   }
 }
 
+function expectWords(e) {
+  if (Array.isArray(e)) return e.join(', ');
+  if (e && typeof e === 'object') return JSON.stringify(e);
+  return String(e);
+}
+
 export function poolSettingsWords(p) {
   const parts = [];
   if (typeof p.retries === 'number') parts.push(p.retries + (p.retries === 1 ? ' retry' : ' retries'));
@@ -176,7 +182,7 @@ export function poolSettingsWords(p) {
   const hc = p.health_check;
   if (hc) {
     parts.push('health check GET ' + hc.path + ' every ' + hc.interval + ' (timeout ' + hc.timeout
-      + ', rise ' + hc.rise + ', fall ' + hc.fall + ', expect ' + [].concat(hc.expect).join(', ') + ')');
+      + ', rise ' + hc.rise + ', fall ' + hc.fall + ', expect ' + expectWords(hc.expect) + ')');
   } else {
     parts.push('no active health check');
   }

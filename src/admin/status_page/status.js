@@ -11,6 +11,7 @@ import { closePlan, drawChart, loadPlan, loadRing } from './status-draw.js';
 
 const REFRESH_MS = 2000;
 const HASHED = new Set(['consistent_hash', 'maglev']);
+const ALGORITHMS = new Set(['round_robin', 'least_requests', 'random_two', ...HASHED]);
 const STATUS_MEANING = {
   up: 'ready and healthy: takes traffic',
   checking: 'waits for its first passing health checks: takes no traffic yet',
@@ -216,9 +217,9 @@ function createPool(p) {
 function updatePool(pv, p, now) {
   setText(pv.heading, 'Pool ' + p.name);
   setText(pv.caption, 'Servers of pool ' + p.name);
-  const algo = algorithmWords(p.balance);
-  setText(pv.algo, p.description && !algo.toLowerCase().includes(String(p.description).toLowerCase())
-    ? algo + ' (' + p.description + ')' : algo);
+  // The API's own description only where the page does not know the algorithm.
+  const known = p.balance && ALGORITHMS.has(p.balance.algorithm);
+  setText(pv.algo, known || !p.description ? algorithmWords(p.balance) : p.description);
   setText(pv.settings, poolSettingsWords(p));
   setText(pv.figValues.rps, fmtRate(p.requests_per_s));
   setText(pv.figValues.err, fmtRatio(p.error_5xx_ratio));
