@@ -120,6 +120,7 @@ class Browser:
         # Grow the window to the whole page, so one picture shows every pool.
         height = self.js("return Math.ceil(document.documentElement.scrollHeight)")
         self.cmd("POST", "/window/rect", {"width": 1440, "height": min(max(height + 40, 800), 4000)})
+        self.js("window.scrollTo(0, 0)")
         png = base64.b64decode(self.cmd("GET", "/screenshot"))
         with open(path, "wb") as f:
             f.write(png)

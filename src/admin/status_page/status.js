@@ -331,7 +331,7 @@ function updateServerRow(pv, tr, s, now) {
     const ago = isFinite(age) && isFinite(now) ? ', ' + fmtAge(now - age) + ' ago' : '';
     health += ' · ' + (lc.passed ? '' : 'failed: ') + (lc.detail || (lc.passed ? 'passed' : '')) + ago;
   } else if (s.health === 'up' && !s.ejected) {
-    health = 'up · no check';
+    health = 'up · no health check';
   }
   if (s.ejected) health += ' · ejected';
   setText(c[3], health);
