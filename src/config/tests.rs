@@ -68,6 +68,7 @@ timeouts = { connect = "3s", response = "60s" }
 max_conns = 0                      # per server, 0 = unlimited
 health = { path = "/healthz", interval = "2s", timeout = "1s", rise = 2, fall = 3, expect = "2xx" }
 passive = { failures = 5, eject = "30s" }     # consecutive connect errors / 5xx eject a server for a while
+slow_start = "30s"                 # a server coming back ramps up to its full weight over this time
 
 [pool.cache]
 balance = "consistent_hash"
@@ -207,6 +208,7 @@ fn design_example_parses() {
         ]
     );
     assert!(api.health.is_some() && api.passive.is_some());
+    assert_eq!(api.slow_start, Some(Duration::from_secs(30)));
     let cache = &c.pools[1];
     assert_eq!(
         cache.balance,
