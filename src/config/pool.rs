@@ -473,9 +473,7 @@ fn parse_expect(cx: &mut Ctx, f: Field<'_>) -> Option<ExpectStatus> {
             }
             items.and_then(ExpectStatus::new)
         }
-        Some(Value::String(s)) => values::expect_list(s.value())
-            .map_err(|e| cx.err(f.at, e))
-            .ok(),
+        Some(Value::String(s)) => values::expect_list(s.value()).map_err(|e| cx.err(f.at, e)).ok(),
         _ => {
             cx.err(
                 f.at,

@@ -417,7 +417,11 @@ mod tests {
             ("2xx, 304", "2xx,304"),
             ("5XX", "5xx"),
         ] {
-            assert_eq!(expect_list(ok).map(|e| e.to_string()), Ok(shown.to_string()), "{ok}");
+            assert_eq!(
+                expect_list(ok).map(|e| e.to_string()),
+                Ok(shown.to_string()),
+                "{ok}"
+            );
         }
         let e = expect_list("2xx,304").unwrap();
         assert!(e.matches(200) && e.matches(299) && e.matches(304));

@@ -145,7 +145,13 @@ mod tests {
     async fn a_200_passes_and_the_request_is_as_documented() {
         let (t, task) = target_answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
         let v = probe(&t).await;
-        assert_eq!(v, Verdict { passed: true, detail: "200".into() });
+        assert_eq!(
+            v,
+            Verdict {
+                passed: true,
+                detail: "200".into()
+            }
+        );
         let got = String::from_utf8(task.await.unwrap()).unwrap();
         assert_eq!(
             got,

@@ -43,7 +43,13 @@ mod tests {
     #[test]
     fn verdicts() {
         let two = ExpectStatus::default();
-        assert_eq!(judge(&two, 204), Verdict { passed: true, detail: "204".into() });
+        assert_eq!(
+            judge(&two, 204),
+            Verdict {
+                passed: true,
+                detail: "204".into()
+            }
+        );
         assert_eq!(judge(&two, 503), Verdict::failed("expected 2xx, got 503"));
         let list: ExpectStatus = "200,3xx".parse().unwrap();
         assert!(judge(&list, 302).passed);

@@ -219,7 +219,6 @@ impl Supervisor {
         }
         follow_serving(tracked, pool, now, &mut self.rebuild);
     }
-
 }
 
 /// Rebuilds the balancers of the pools named in `rebuild` (their ramps changed), under the lock
@@ -292,6 +291,11 @@ fn sync_checker(
             if let Some(old) = tracked.checker.take() {
                 old.task.abort();
             }
+            // The pool has no checks any more: an old result would only mislead.
+            match tracked.server.last_check.lock() {
+                Ok(mut last) => *last = None,
+                Err(poisoned) => *poisoned.into_inner() = None,
+            }
         }
         (None, None) => {}
     }
@@ -335,12 +339,8 @@ fn ejection_over(tracked: &mut Tracked, pool: &Pool, now: Instant) -> Option<Str
     }
     let eject = pool.settings.passive.as_ref()?.eject;
     let since = *tracked.ejected_since.get_or_insert(now);
-    (now.duration_since(since) >= eject).then(|| {
-        format!(
-            "ejection time of {} is over",
-            humantime::format_duration(eject)
-        )
-    })
+    (now.duration_since(since) >= eject)
+        .then(|| format!("ejection time of {} is over", humantime::format_duration(eject)))
 }
 
 /// Readmits an ejected server: its run of failures starts again, and it ramps if it comes back
@@ -358,9 +358,7 @@ fn readmit(tracked: &mut Tracked, pool: &Pool, reason: &str, now: Instant, rebui
 /// Whether a server coming into service now ramps: its pool has `slow_start` and a balancer
 /// that reads ramped weights, and this is not Ringway's start.
 fn ramps(tracked: &Tracked, pool: &Pool) -> bool {
-    pool.settings.slow_start.is_some()
-        && pool.ramps_weights()
-        && (tracked.ever_served || !tracked.initial)
+    pool.settings.slow_start.is_some() && pool.ramps_weights() && (tracked.ever_served || !tracked.initial)
 }
 
 /// Puts the server at the start of its ramp, if it ramps and is not ramping already.
@@ -411,5 +409,150 @@ fn full_weight(tracked: &Tracked, pool: &Pool, rebuild: &mut HashSet<String>) {
     if tracked.server.ramp() != RAMP_FULL {
         tracked.server.set_ramp(RAMP_FULL);
         rebuild.insert(pool.name.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Balance;
+    use crate::proxy::state::Snapshot;
+
+    fn pool(balance: Balance, slow_start: Option<Duration>) -> Arc<Pool> {
+        let mut c = crate::cli::empty_config();
+        let mut p = crate::cli::pool(
+            "p",
+            balance,
+            vec![
+                crate::cli::server("127.0.0.1:1"),
+                crate::cli::server("127.0.0.1:2"),
+            ],
+        );
+        p.slow_start = slow_start;
+        c.pools.push(p);
+        let snapshot = Snapshot::build(c, None).expect("snapshot");
+        snapshot.pools["p"].clone()
+    }
+
+    fn server(pool: &Pool, i: usize) -> Arc<Server> {
+        pool.members.load().servers[i].clone()
+    }
+
+    const RAMP: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn servers_serving_at_start_do_not_ramp() {
+        let pool = pool(Balance::RoundRobin, Some(RAMP));
+        let mut t = Tracked::new(server(&pool, 0), "p", true);
+        let mut rebuild = HashSet::new();
+        follow_serving(&mut t, &pool, Instant::now(), &mut rebuild);
+        assert!(t.ramp.is_none());
+        assert_eq!(t.server.ramp(), RAMP_FULL);
+        assert!(rebuild.is_empty());
+    }
+
+    #[test]
+    fn a_server_back_from_drain_ramps_step_by_step() {
+        let pool = pool(Balance::RoundRobin, Some(RAMP));
+        let s = server(&pool, 1);
+        let mut t = Tracked::new(s.clone(), "p", true);
+        let mut rebuild = HashSet::new();
+        let t0 = Instant::now();
+        s.set_admin_state(AdminState::Drain);
+        follow_serving(&mut t, &pool, t0, &mut rebuild);
+        assert!(t.ramp.is_none() && rebuild.is_empty());
+
+        s.set_admin_state(AdminState::Ready);
+        let back = t0 + Duration::from_millis(100);
+        follow_serving(&mut t, &pool, back, &mut rebuild);
+        assert_eq!(s.ramp(), ramp::RAMP_START);
+        assert!(rebuild.remove("p"));
+
+        // Within a step nothing changes (steps are a second apart for a 2 s ramp).
+        follow_serving(&mut t, &pool, back + Duration::from_millis(500), &mut rebuild);
+        assert_eq!(s.ramp(), ramp::RAMP_START);
+        assert!(rebuild.is_empty());
+
+        follow_serving(&mut t, &pool, back + Duration::from_millis(1100), &mut rebuild);
+        assert_eq!(s.ramp(), 595);
+        assert!(rebuild.remove("p"));
+
+        follow_serving(&mut t, &pool, back + RAMP, &mut rebuild);
+        assert_eq!(s.ramp(), RAMP_FULL);
+        assert!(t.ramp.is_none() && rebuild.remove("p"));
+    }
+
+    #[test]
+    fn a_server_added_at_run_time_ramps() {
+        let pool = pool(Balance::LeastRequests, Some(RAMP));
+        let mut t = Tracked::new(server(&pool, 0), "p", false);
+        let mut rebuild = HashSet::new();
+        follow_serving(&mut t, &pool, Instant::now(), &mut rebuild);
+        assert_eq!(t.server.ramp(), ramp::RAMP_START);
+        assert!(rebuild.contains("p"));
+    }
+
+    #[test]
+    fn hashed_pools_and_pools_without_slow_start_do_not_ramp() {
+        for pool in [
+            pool(Balance::Maglev(crate::cli::default_hash_settings()), Some(RAMP)),
+            pool(Balance::RoundRobin, None),
+        ] {
+            let mut t = Tracked::new(server(&pool, 0), "p", false);
+            let mut rebuild = HashSet::new();
+            follow_serving(&mut t, &pool, Instant::now(), &mut rebuild);
+            assert_eq!(t.server.ramp(), RAMP_FULL);
+            assert!(t.ramp.is_none() && rebuild.is_empty());
+        }
+    }
+
+    #[test]
+    fn leaving_service_mid_ramp_restores_the_full_weight() {
+        let pool = pool(Balance::RoundRobin, Some(RAMP));
+        let s = server(&pool, 0);
+        let mut t = Tracked::new(s.clone(), "p", false);
+        let mut rebuild = HashSet::new();
+        let t0 = Instant::now();
+        follow_serving(&mut t, &pool, t0, &mut rebuild);
+        assert_eq!(s.ramp(), ramp::RAMP_START);
+        s.set_admin_state(AdminState::Maint);
+        follow_serving(&mut t, &pool, t0 + Duration::from_millis(100), &mut rebuild);
+        assert_eq!(s.ramp(), RAMP_FULL);
+        assert!(t.ramp.is_none());
+        // Back again: a new ramp from the start.
+        s.set_admin_state(AdminState::Ready);
+        follow_serving(&mut t, &pool, t0 + Duration::from_millis(200), &mut rebuild);
+        assert_eq!(s.ramp(), ramp::RAMP_START);
+    }
+
+    #[test]
+    fn ejection_ends_after_the_eject_time_seen_from_the_first_tick() {
+        let mut c = crate::cli::empty_config();
+        let mut p = crate::cli::pool("p", Balance::RoundRobin, vec![crate::cli::server("127.0.0.1:1")]);
+        p.passive = Some(crate::config::PassiveConfig {
+            failures: 1,
+            eject: Duration::from_secs(1),
+        });
+        c.pools.push(p);
+        let snapshot = Snapshot::build(c, None).expect("snapshot");
+        let pool = snapshot.pools["p"].clone();
+        let s = server(&pool, 0);
+        let mut t = Tracked::new(s.clone(), "p", true);
+        let t0 = Instant::now();
+        assert_eq!(ejection_over(&mut t, &pool, t0), None);
+        s.set_ejected(true);
+        assert_eq!(ejection_over(&mut t, &pool, t0), None);
+        assert_eq!(
+            ejection_over(&mut t, &pool, t0 + Duration::from_millis(900)),
+            None
+        );
+        let reason = ejection_over(&mut t, &pool, t0 + Duration::from_secs(1)).expect("over");
+        assert_eq!(reason, "ejection time of 1s is over");
+        let mut rebuild = HashSet::new();
+        s.consecutive_failures.store(7, Ordering::Relaxed);
+        readmit(&mut t, &pool, &reason, t0, &mut rebuild);
+        assert!(!s.is_ejected());
+        assert_eq!(s.consecutive_failures.load(Ordering::Relaxed), 0);
+        assert_eq!(s.health_changes.load(Ordering::Relaxed), 1);
     }
 }
