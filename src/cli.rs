@@ -38,6 +38,7 @@ pub fn pool(name: &str, balance: Balance, servers: Vec<ServerConfig>) -> PoolCon
         max_conns: 0,
         health: None,
         passive: None,
+        slow_start: None,
     }
 }
 

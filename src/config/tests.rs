@@ -68,6 +68,7 @@ timeouts = { connect = "3s", response = "60s" }
 max_conns = 0                      # per server, 0 = unlimited
 health = { path = "/healthz", interval = "2s", timeout = "1s", rise = 2, fall = 3, expect = "2xx" }
 passive = { failures = 5, eject = "30s" }     # consecutive connect errors / 5xx eject a server for a while
+slow_start = "30s"                 # a server coming back ramps up to its full weight over this time
 
 [pool.cache]
 balance = "consistent_hash"
@@ -207,6 +208,7 @@ fn design_example_parses() {
         ]
     );
     assert!(api.health.is_some() && api.passive.is_some());
+    assert_eq!(api.slow_start, Some(Duration::from_secs(30)));
     let cache = &c.pools[1];
     assert_eq!(
         cache.balance,
@@ -285,6 +287,7 @@ fn minimal_config_gets_every_default() {
             max_conns: 0,
             health: None,
             passive: None,
+            slow_start: None,
         }]
     );
 }
@@ -314,7 +317,7 @@ redirect_https = {}
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 3,
-            expect: "2xx".into()
+            expect: ExpectStatus::default()
         })
     );
     assert_eq!(
@@ -1073,7 +1076,79 @@ fn health_and_passive() {
         "12:21: `eject` must be longer than zero",
     );
     let c = ok(&format!("{MINIMAL}health = {{ expect = 204 }}\n"));
-    assert_eq!(c.pools[0].health.as_ref().map(|h| h.expect.as_str()), Some("204"));
+    assert_eq!(
+        c.pools[0].health.as_ref().map(|h| h.expect.to_string()),
+        Some("204".into())
+    );
+}
+
+#[test]
+fn health_expect_forms() {
+    let expect = |v: &str| {
+        let c = ok(&format!("{MINIMAL}health = {{ expect = {v} }}\n"));
+        c.pools[0].health.clone().map(|h| h.expect)
+    };
+    let e = expect("\"2xx\"").unwrap();
+    assert_eq!(e.items(), &[StatusMatch::Class(2)]);
+    let e = expect("[200, 204]").unwrap();
+    assert_eq!(e.items(), &[StatusMatch::Code(200), StatusMatch::Code(204)]);
+    assert_eq!(e.to_string(), "200,204");
+    assert!(e.matches(204) && !e.matches(201));
+    let e = expect("[\"2xx\", 304]").unwrap();
+    assert_eq!(e.items(), &[StatusMatch::Class(2), StatusMatch::Code(304)]);
+    let e = expect("\"200, 3xx\"").unwrap();
+    assert!(e.matches(200) && e.matches(302) && !e.matches(201));
+
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [200, 700] }}\n"),
+        "12:27: `expect`: 700 is not an HTTP status code (100 to 599)",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [] }}\n"),
+        "12:21: `expect` must list at least one status",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [\"2xx\", \"ok\"] }}\n"),
+        "12:29: `expect`: \"ok\" is neither a status code (200) nor a class (\"2xx\")",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [true] }}\n"),
+        "12:22: `expect`: expected a status code or class, found a boolean",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = 99 }}\n"),
+        "12:21: `expect`: 99 is not an HTTP status code (100 to 599)",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = 2.5 }}\n"),
+        "12:21: `expect`: expected a status class (\"2xx\"), a code (200) or an array of codes ([200, 204]), found a float",
+    );
+}
+
+#[test]
+fn slow_start() {
+    let c = ok(&format!("{MINIMAL}slow_start = \"30s\"\n"));
+    assert_eq!(c.pools[0].slow_start, Some(Duration::from_secs(30)));
+    let c = ok(&format!("{MINIMAL}slow_start = \"0s\"\n"));
+    assert_eq!(c.pools[0].slow_start, None);
+    let c = ok(MINIMAL);
+    assert_eq!(c.pools[0].slow_start, None);
+    one_err(
+        &format!("{MINIMAL}slow_start = 30\n"),
+        "12:14: `slow_start`: expected a duration string such as \"30s\", found an integer",
+    );
+    one_err(
+        &format!("{MINIMAL}slow_start = \"soon\"\n"),
+        "12:14: `slow_start`: ",
+    );
+    one_err(
+        &format!("{MINIMAL}balance = \"maglev\"\nslow_start = \"10s\"\n"),
+        "13:1: `slow_start` does not apply to hashed pools",
+    );
+    one_err(
+        &format!("{MINIMAL}slow_strat = \"10s\"\n"),
+        "12:1: unknown key `slow_strat` in [pool.app]; did you mean `slow_start`?",
+    );
 }
 
 #[test]

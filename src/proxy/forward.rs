@@ -486,7 +486,7 @@ async fn forward(
             let (mut conn, pooled) = match connection(&server, pool, fresh).await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::debug!("{} ({}): {e}", server.name, server.addr);
+                    crate::health::upstream_failed(pool, &server, &e);
                     failure = Some(if matches!(e, ConnectError::Timeout) {
                         Failure::ConnectTimeout
                     } else {
@@ -501,6 +501,7 @@ async fn forward(
                 Ok(response) => break Some((response, conn, started)),
                 Err(SendError::Timeout) => {
                     server.failures.fetch_add(1, Ordering::Relaxed);
+                    crate::health::upstream_failed(pool, &server, &SendError::Timeout);
                     info.server = Some(server.clone());
                     return gateway_timeout();
                 }
@@ -514,7 +515,7 @@ async fn forward(
                 Err(SendError::Unsent(_)) if !fresh => fresh = true,
                 Err(SendError::NoResponse(_)) if pooled && !fresh && replayable(&req) => fresh = true,
                 Err(e) => {
-                    tracing::debug!("{} ({}): {e}", server.name, server.addr);
+                    crate::health::upstream_failed(pool, &server, &e);
                     failure = Some(Failure::Reset);
                     if !matches!(e, SendError::Unsent(_)) {
                         sendable = replayable(&req);
@@ -527,6 +528,7 @@ async fn forward(
             server.failures.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        crate::health::upstream_answered(pool, &server, response.status.as_u16());
         if timed {
             info.time = Some(sent_at.elapsed());
         }

@@ -145,6 +145,11 @@ pub struct Server {
     pub latency: Histogram,
     /// The last active health check; written by the checker, read by the admin side.
     pub last_check: Mutex<Option<CheckRecord>>,
+    /// When an upstream failure of this server was last logged (milliseconds on the health
+    /// module's clock, 0 = never): failure logs are rate-limited per server without a lock.
+    pub failure_logged_at: AtomicU64,
+    /// Upstream failures not logged since the last logged one (rate limit).
+    pub failures_unlogged: AtomicU64,
 }
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
@@ -174,6 +179,8 @@ impl Server {
             responses_5xx: AtomicU64::new(0),
             latency: Histogram::default(),
             last_check: Mutex::new(None),
+            failure_logged_at: AtomicU64::new(0),
+            failures_unlogged: AtomicU64::new(0),
         }
     }
 
@@ -276,6 +283,8 @@ pub struct PoolSettings {
     pub health: Option<config::HealthConfig>,
     /// Passive ejection, if the pool has it.
     pub passive: Option<config::PassiveConfig>,
+    /// Slow start: how long a server coming back ramps to its full weight.
+    pub slow_start: Option<Duration>,
 }
 
 /// A pool: its settings and its current members, swapped atomically on change.
@@ -318,16 +327,18 @@ fn ramps_weights(algorithm: &Algorithm) -> bool {
 }
 
 fn build_members(algorithm: &Algorithm, servers: Vec<Arc<Server>>) -> PoolMembers {
-    let ramped = ramps_weights(algorithm);
+    // Weights are small integers (often all 1), so a ramp is applied to scaled weights.
+    let weights = if ramps_weights(algorithm) {
+        crate::health::ramp::balancer_weights(servers.iter().map(|s| (s.weight(), s.ramp())))
+    } else {
+        servers.iter().map(|s| s.weight().max(1)).collect()
+    };
     let members: Vec<Member> = servers
         .iter()
-        .map(|s| Member {
+        .zip(weights)
+        .map(|(s, weight)| Member {
             name: s.name.clone(),
-            weight: if ramped {
-                s.effective_weight()
-            } else {
-                s.weight().max(1)
-            },
+            weight,
         })
         .collect();
     PoolMembers {
@@ -516,6 +527,7 @@ impl Snapshot {
                 algorithm,
                 health: p.health.clone(),
                 passive: p.passive,
+                slow_start: p.slow_start,
             };
             let old_members = previous
                 .and_then(|s| s.pools.get(&p.name))
@@ -560,11 +572,21 @@ impl Snapshot {
             }
             for s in &servers {
                 // Without checks (or passive ejection) nothing would ever bring a server back.
-                if p.health.is_none() && s.health() != Health::Up {
-                    s.set_health(Health::Up);
+                if p.health.is_none() {
+                    crate::health::events::set_health(
+                        &p.name,
+                        s,
+                        Health::Up,
+                        "the pool has no health checks any more",
+                    );
                 }
                 if p.passive.is_none() {
-                    s.set_ejected(false);
+                    crate::health::events::set_ejected(
+                        &p.name,
+                        s,
+                        false,
+                        "the pool has no passive ejection any more",
+                    );
                 }
             }
             if servers.is_empty() {
@@ -636,7 +658,9 @@ impl Snapshot {
 /// refuses them. Warnings are settings whose absence only removes a safety net.
 pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
     let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+    // Nothing is only warned about today (health checks and passive ejection, once warned
+    // about, now run); the list stays for the next setting whose runtime comes later.
+    let warnings = Vec::new();
     for l in &config.listeners {
         if l.tls.is_some() {
             errors.push(format!(
@@ -665,18 +689,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
         if p.discover.is_some() {
             errors.push(format!(
                 "pool `{}`: DNS discovery is not supported by this version yet",
-                p.name
-            ));
-        }
-        if p.health.is_some() {
-            warnings.push(format!(
-                "pool `{}`: active health checks are not run by this version yet; servers count as up",
-                p.name
-            ));
-        }
-        if p.passive.is_some() {
-            warnings.push(format!(
-                "pool `{}`: passive ejection is not done by this version yet",
                 p.name
             ));
         }
