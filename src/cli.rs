@@ -153,14 +153,10 @@ impl Signals {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
-                    _ = hup.recv() => match engine.reload_from_file() {
-                        Ok(_) => tracing::info!("configuration reloaded"),
-                        Err(errors) => {
-                            for e in errors {
-                                tracing::error!("reload refused: {e}");
-                            }
-                        }
-                    },
+                    // The engine logs the outcome.
+                    _ = hup.recv() => {
+                        let _ = engine.reload_from_file("SIGHUP");
+                    }
                 }
             }
             tracing::info!("shutting down: finishing in-flight requests");

@@ -184,7 +184,7 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
             return ExitCode::FAILURE;
         }
     };
-    for (name, addr) in &engine.listeners {
+    for (name, addr) in engine.listeners() {
         tracing::info!("listener `{name}` on http://{addr}");
     }
     let engine = std::sync::Arc::new(engine);

@@ -103,8 +103,7 @@ fn check_path(kind: PathKind, path: &Path) -> Result<(), String> {
                 return Err(format!("access log {shown} is a directory, not a file"));
             }
             if path.exists() {
-                return writable(path)
-                    .map_err(|e| format!("access log {shown} cannot be written: {e}"));
+                return writable(path).map_err(|e| format!("access log {shown} cannot be written: {e}"));
             }
             let dir = match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
@@ -131,12 +130,8 @@ fn check_path(kind: PathKind, path: &Path) -> Result<(), String> {
             if !path.is_dir() {
                 return Err(format!("static_dir {shown} is not a directory"));
             }
-            rustix::fs::access(path, Access::READ_OK | Access::EXEC_OK).map_err(|e| {
-                format!(
-                    "static_dir {shown} cannot be read: {}",
-                    std::io::Error::from(e)
-                )
-            })
+            rustix::fs::access(path, Access::READ_OK | Access::EXEC_OK)
+                .map_err(|e| format!("static_dir {shown} cannot be read: {}", std::io::Error::from(e)))
         }
         PathKind::MaintenancePage => readable_file(path, "maintenance page"),
         PathKind::TlsCert => readable_file(path, "certificate"),

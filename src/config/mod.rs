@@ -25,6 +25,7 @@ mod tests;
 pub use load::{load, read};
 pub use route::derived_name as route_name;
 pub use summary::summary;
+pub use validate::conflicts as binds_conflict;
 
 use std::fmt;
 

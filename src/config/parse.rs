@@ -84,9 +84,7 @@ fn parse_root(cx: &mut Ctx, facts: &mut Facts, root: &Tbl<'_>) -> Option<Config>
             access: AccessLogTarget::Stdout,
             format: AccessLogFormat::Combined,
         }),
-        Some(f) => cx
-            .table(f, "[log]".into())
-            .and_then(|t| parse_log(cx, facts, &t)),
+        Some(f) => cx.table(f, "[log]".into()).and_then(|t| parse_log(cx, facts, &t)),
     };
 
     // Pools first, so that routes can be checked against every pool name, valid or not.

@@ -798,7 +798,9 @@ fn routes_without_a_name_are_named_after_host_and_path() {
     );
     // Two written names that are equal: an error at the second.
     one_err(
-        &with_base("[[route]]\nname = \"x\"\npath = \"/a/\"\npool = \"app\"\n[[route]]\nname = \"x\"\npath = \"/b/\"\npool = \"app\"\n"),
+        &with_base(
+            "[[route]]\nname = \"x\"\npath = \"/a/\"\npool = \"app\"\n[[route]]\nname = \"x\"\npath = \"/b/\"\npool = \"app\"\n",
+        ),
         "11:8: route name `x` is already used by the route at line 7",
     );
     // A written name that is invalid is not replaced by a derived one.
@@ -806,7 +808,9 @@ fn routes_without_a_name_are_named_after_host_and_path() {
         &with_base("[[route]]\nname = \"a/b\"\npool = \"app\"\n"),
         "7:8: name \"a/b\" must be non-empty",
     );
-    let s = summary(&ok(&with_base("[[route]]\nhost = \"api.example.com\"\npath = \"/api/\"\npool = \"app\"\n")));
+    let s = summary(&ok(&with_base(
+        "[[route]]\nhost = \"api.example.com\"\npath = \"/api/\"\npool = \"app\"\n",
+    )));
     assert!(
         s.contains("route    api.example.com/api/  api.example.com/api/ → pool app"),
         "{s}"

@@ -210,17 +210,14 @@ pub(crate) fn cross_check(cx: &mut Ctx, facts: &Facts, src: &str) {
             .unwrap_or_default();
         cx.err(
             *at,
-            format!(
-                "{} names pool `{pool}`, which is not defined{hint}",
-                r.label()
-            ),
+            format!("{} names pool `{pool}`, which is not defined{hint}", r.label()),
         );
     }
 }
 
 /// Would binding `a` fail (or steal traffic) because `b` is bound? Port 0 never conflicts: the
 /// kernel picks a free port.
-fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+pub fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() == 0 || a.port() != b.port() {
         return false;
     }

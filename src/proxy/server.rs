@@ -2,12 +2,13 @@
 //!
 //! Owns: binding the listeners (one `SO_REUSEPORT` socket per worker, so workers share no accept
 //! queue and no lock), the worker threads (each a single-threaded tokio runtime that owns its
-//! connections and its upstream idle pool), the life of a client connection (HTTP/1.1 or
-//! cleartext HTTP/2 by prior knowledge, header and idle timeouts, graceful shutdown), and
-//! configuration reloads (the snapshot is swapped; each request takes the current one, and what
-//! is in flight finishes on the one it started with).
+//! connections and its upstream idle pool), each worker's accept loops (started, stopped and
+//! updated by the batches of `listeners.rs` that a reload sends), and the life of a client
+//! connection (HTTP/1.1 or cleartext HTTP/2 by prior knowledge, header and idle timeouts,
+//! graceful shutdown). Reloads themselves are in `reload.rs`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,12 +24,13 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::access_log::AccessLog;
 use super::forward::{self, ConnCtx};
 use super::headers::HeadScan;
+use super::listeners::{self, Batch, Change, LiveListener};
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
 
@@ -256,33 +258,20 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// A running Ringway: its workers and the addresses it listens on.
+/// A running Ringway: its workers and the listeners they accept on.
 #[derive(Debug)]
 pub struct Engine {
     /// State shared with the workers.
     pub shared: Arc<Shared>,
-    /// Each listener's name and bound address (the real port when the config said 0).
-    pub listeners: Vec<(String, SocketAddr)>,
-    /// Each listener's count of open connections, in the order of `listeners`.
-    listener_open: Vec<Arc<AtomicUsize>>,
+    /// The listeners as they run now (swapped whole by a reload; read by the admin side).
+    pub(super) live: ArcSwap<Vec<LiveListener>>,
+    /// Each worker's queue of listener changes, in worker order.
+    pub(super) workers: Vec<mpsc::UnboundedSender<Batch>>,
+    /// The next listener binding id.
+    pub(super) next_id: AtomicU64,
     /// The file reloads read, if the configuration came from one.
     pub config_path: Option<std::path::PathBuf>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
-}
-
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
 }
 
 /// How many worker threads `workers` means on this machine.
@@ -293,7 +282,7 @@ pub fn worker_count(w: Workers) -> usize {
     }
 }
 
-fn listener_ctx(l: &ListenerConfig, open: Arc<AtomicUsize>) -> ListenerCtx {
+pub(super) fn listener_ctx(l: &ListenerConfig, open: Arc<AtomicUsize>) -> ListenerCtx {
     ListenerCtx {
         name: l.name.clone(),
         limits: l.limits,
@@ -316,17 +305,25 @@ impl Engine {
         let listener_configs = config.listeners.clone();
         let snapshot = Snapshot::build(config, None).map_err(StartError::Config)?;
         // Every worker gets its own socket per listener; port 0 is resolved by the first bind.
-        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
-        let mut bound = Vec::new();
-        for l in &listener_configs {
-            let mut addr = l.bind;
-            for worker in sockets.iter_mut() {
-                let sock = bind_reuseport(addr)
-                    .map_err(|e| StartError::Io(format!("listener `{}`: cannot bind {addr}: {e}", l.name)))?;
-                addr = sock.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
-                worker.push(sock);
+        let mut batches: Vec<Vec<Change>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut live = Vec::with_capacity(listener_configs.len());
+        for (id, l) in (1u64..).zip(&listener_configs) {
+            let bound = listeners::bind(&l.name, l.bind, threads, &[]).map_err(StartError::Io)?;
+            let open = Arc::new(AtomicUsize::new(0));
+            for (batch, socket) in batches.iter_mut().zip(bound.sockets) {
+                batch.push(Change::Add {
+                    id,
+                    config: l.clone(),
+                    open: open.clone(),
+                    socket,
+                });
             }
-            bound.push((l.name.clone(), addr));
+            live.push(LiveListener {
+                id,
+                config: l.clone(),
+                addr: bound.addr,
+                open,
+            });
         }
         let (tx, _rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -339,46 +336,59 @@ impl Engine {
         });
         crate::health::start(shared.clone())
             .map_err(|e| StartError::Io(format!("cannot start health checks: {e}")))?;
-        let listener_open: Vec<Arc<AtomicUsize>> = listener_configs
-            .iter()
-            .map(|_| Arc::new(AtomicUsize::new(0)))
-            .collect();
         let mut handles = Vec::with_capacity(threads);
-        for (i, socks) in sockets.into_iter().enumerate() {
+        let mut workers = Vec::with_capacity(threads);
+        for (i, changes) in batches.into_iter().enumerate() {
+            let (commands, rx) = mpsc::unbounded_channel();
+            // Queued before the thread starts: the worker begins with these accept loops.
+            let _ = commands.send(Batch { changes, done: None });
             let shared = shared.clone();
-            let configs = listener_configs.clone();
-            let open = listener_open.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ringway-worker-{i}"))
-                .spawn(move || run_worker(shared, configs, open, socks))
+                .spawn(move || run_worker(shared, rx))
                 .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
             handles.push(handle);
+            workers.push(commands);
         }
         Ok(Engine {
             shared,
-            listeners: bound,
-            listener_open,
+            next_id: AtomicU64::new(live.len() as u64 + 1),
+            live: ArcSwap::from_pointee(live),
+            workers,
             config_path,
             threads: std::sync::Mutex::new(handles),
         })
     }
 
+    /// Every listener's name and bound address (the real port when the config said 0).
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.live
+            .load()
+            .iter()
+            .map(|l| (l.config.name.clone(), l.addr))
+            .collect()
+    }
+
     /// Every listener with its address and open connections.
     pub fn listener_status(&self) -> Vec<ListenerStatus> {
-        self.listeners
+        self.live
+            .load()
             .iter()
-            .zip(&self.listener_open)
-            .map(|((name, bind), open)| ListenerStatus {
-                name: name.clone(),
-                bind: *bind,
-                open: open.load(Ordering::Relaxed),
+            .map(|l| ListenerStatus {
+                name: l.config.name.clone(),
+                bind: l.addr,
+                open: l.open.load(Ordering::Relaxed),
             })
             .collect()
     }
 
     /// The bound address of the listener named `name`.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.live
+            .load()
+            .iter()
+            .find(|l| l.config.name == name)
+            .map(|l| l.addr)
     }
 
     /// Stops accepting, lets in-flight requests finish up to `shutdown_grace`, then the
@@ -398,42 +408,9 @@ impl Engine {
             let _ = t.join();
         }
     }
-
-    /// Re-reads the configuration file and swaps it in; on any error the old one keeps serving.
-    pub fn reload_from_file(&self) -> Result<Arc<Snapshot>, Vec<String>> {
-        let Some(path) = &self.config_path else {
-            return Err(vec![
-                "this instance was not started from a configuration file".into(),
-            ]);
-        };
-        let config = crate::config::load(path)
-            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-        self.reload(config)?;
-        Ok(self.shared.snapshot.load_full())
-    }
-
-    /// Swaps in a new configuration; listeners stay as they are (a change of listeners needs a
-    /// restart). No connection is closed: requests in flight finish on the routes they started
-    /// with, and the next request of every connection uses the new ones.
-    pub fn reload(&self, config: Config) -> Result<(), Vec<String>> {
-        let old = self.shared.snapshot.load();
-        let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
-        if config.listeners != old.config.listeners {
-            tracing::warn!("listener changes take effect at the next restart");
-        }
-        let snapshot = Snapshot::build(config, Some(&old))?;
-        self.shared.snapshot.store(Arc::new(snapshot));
-        self.shared.access_log.store(Arc::new(access_log));
-        Ok(())
-    }
 }
 
-fn run_worker(
-    shared: Arc<Shared>,
-    configs: Vec<ListenerConfig>,
-    open: Vec<Arc<AtomicUsize>>,
-    sockets: Vec<std::net::TcpListener>,
-) {
+fn run_worker(shared: Arc<Shared>, commands: mpsc::UnboundedReceiver<Batch>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -442,7 +419,7 @@ fn run_worker(
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, worker_main(shared, configs, open, sockets));
+    local.block_on(&rt, worker_main(shared, commands));
 }
 
 /// Per-worker count of open connections, to know when a graceful stop is complete.
@@ -451,27 +428,33 @@ struct Tracker {
     idle: Notify,
 }
 
-async fn worker_main(
-    shared: Arc<Shared>,
-    configs: Vec<ListenerConfig>,
-    open: Vec<Arc<AtomicUsize>>,
-    sockets: Vec<std::net::TcpListener>,
-) {
+/// What a listener's new connections get; replaced in place when a reload changes its settings.
+struct Current {
+    ctx: Rc<ListenerCtx>,
+    protocols: Rc<Protocols>,
+}
+
+impl Current {
+    fn new(config: &ListenerConfig, open: Arc<AtomicUsize>) -> Current {
+        Current {
+            protocols: Rc::new(Protocols::new(&config.limits)),
+            ctx: Rc::new(listener_ctx(config, open)),
+        }
+    }
+}
+
+/// One running accept loop of this worker.
+struct AcceptLoop {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    current: Rc<RefCell<Current>>,
+}
+
+async fn worker_main(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Batch>) {
     let tracker = Rc::new(Tracker {
         open: Cell::new(0),
         idle: Notify::new(),
     });
-    for ((cfg, sock), open) in configs.iter().zip(sockets).zip(open) {
-        let listener = match TcpListener::from_std(sock) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("listener `{}`: {e}", cfg.name);
-                continue;
-            }
-        };
-        let ctx = Rc::new(listener_ctx(cfg, open));
-        tokio::task::spawn_local(accept_loop(listener, ctx, shared.clone(), tracker.clone()));
-    }
     tokio::task::spawn_local(async {
         let mut every = tokio::time::interval(super::upstream::IDLE_SWEEP_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -480,10 +463,19 @@ async fn worker_main(
             super::upstream::sweep_idle();
         }
     });
+    let mut loops: HashMap<u64, AcceptLoop> = HashMap::new();
     let mut rx = shared.shutdown.subscribe();
+    let mut open_channel = true;
     while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            break;
+        tokio::select! {
+            batch = commands.recv(), if open_channel => match batch {
+                Some(batch) => apply(batch, &mut loops, &shared, &tracker).await,
+                // The engine is gone; serve on until shutdown.
+                None => open_channel = false,
+            },
+            changed = rx.changed() => if changed.is_err() {
+                break;
+            },
         }
     }
     let grace = shared.snapshot.load().config.shutdown_grace;
@@ -497,6 +489,59 @@ async fn worker_main(
             tracing::warn!("shutdown grace over: closing {} connections", tracker.open.get());
             break;
         }
+    }
+}
+
+/// Applies one batch of listener changes, in order; tells `done` once they are in effect (a
+/// stopped listener's socket is closed by then).
+async fn apply(
+    batch: Batch,
+    loops: &mut HashMap<u64, AcceptLoop>,
+    shared: &Arc<Shared>,
+    tracker: &Rc<Tracker>,
+) {
+    for change in batch.changes {
+        match change {
+            Change::Add {
+                id,
+                config,
+                open,
+                socket,
+            } => {
+                let listener = match TcpListener::from_std(socket) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("listener `{}`: {e}", config.name);
+                        continue;
+                    }
+                };
+                let current = Rc::new(RefCell::new(Current::new(&config, open)));
+                let (stop, stopped) = oneshot::channel();
+                let task = tokio::task::spawn_local(accept_loop(
+                    listener,
+                    current.clone(),
+                    stopped,
+                    shared.clone(),
+                    tracker.clone(),
+                ));
+                loops.insert(id, AcceptLoop { stop, task, current });
+            }
+            Change::Stop { id } => {
+                if let Some(l) = loops.remove(&id) {
+                    let _ = l.stop.send(());
+                    let _ = l.task.await;
+                }
+            }
+            Change::Update { id, config } => {
+                if let Some(l) = loops.get(&id) {
+                    let open = l.current.borrow().ctx.open.clone();
+                    *l.current.borrow_mut() = Current::new(&config, open);
+                }
+            }
+        }
+    }
+    if let Some(done) = batch.done {
+        let _ = done.send(());
     }
 }
 
@@ -530,41 +575,76 @@ impl Protocols {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Shared>, tracker: Rc<Tracker>) {
+async fn accept_loop(
+    listener: TcpListener,
+    current: Rc<RefCell<Current>>,
+    stop: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+    tracker: Rc<Tracker>,
+) {
     let mut rx = shared.shutdown.subscribe();
-    let protocols = Rc::new(Protocols::new(&ctx.limits));
+    if *rx.borrow_and_update() {
+        return;
+    }
     let shutdown = rx.changed();
     tokio::pin!(shutdown);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tracker.open.set(tracker.open.get() + 1);
-                    shared.open_connections.fetch_add(1, Ordering::Relaxed);
-                    ctx.open.fetch_add(1, Ordering::Relaxed);
-                    let task = serve_connection(stream, peer, ctx.clone(), shared.clone(), protocols.clone());
-                    let tracker = tracker.clone();
-                    let shared = shared.clone();
-                    let open = ctx.open.clone();
-                    tokio::task::spawn_local(async move {
-                        task.await;
-                        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
-                        open.fetch_sub(1, Ordering::Relaxed);
-                        tracker.open.set(tracker.open.get() - 1);
-                        tracker.idle.notify_waiters();
-                    });
+            _ = &mut stop => {
+                // Connections the kernel has already completed would be reset when the socket
+                // closes: accept them first, so that stopping a listener refuses only new ones.
+                if let Ok(std_listener) = listener.into_std() {
+                    while let Ok((stream, peer)) = std_listener.accept() {
+                        match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+                            Ok(stream) => start_connection(stream, peer, &current, &shared, &tracker),
+                            Err(e) => tracing::debug!("connection from {peer}: {e}"),
+                        }
+                    }
                 }
+                return;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => start_connection(stream, peer, &current, &shared, &tracker),
                 Err(e) => {
                     // Out of file descriptors and the like: say so, back off a little, go on.
-                    tracing::warn!("listener `{}`: accept failed: {e}", ctx.name);
+                    tracing::warn!("listener `{}`: accept failed: {e}", current.borrow().ctx.name);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
     }
+}
+
+/// Serves an accepted connection on its own task, with the listener's settings of now.
+fn start_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    current: &RefCell<Current>,
+    shared: &Arc<Shared>,
+    tracker: &Rc<Tracker>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (ctx, protocols) = {
+        let c = current.borrow();
+        (c.ctx.clone(), c.protocols.clone())
+    };
+    tracker.open.set(tracker.open.get() + 1);
+    shared.open_connections.fetch_add(1, Ordering::Relaxed);
+    ctx.open.fetch_add(1, Ordering::Relaxed);
+    let open = ctx.open.clone();
+    let task = serve_connection(stream, peer, ctx, shared.clone(), protocols);
+    let tracker = tracker.clone();
+    let shared = shared.clone();
+    tokio::task::spawn_local(async move {
+        task.await;
+        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        open.fetch_sub(1, Ordering::Relaxed);
+        tracker.open.set(tracker.open.get() - 1);
+        tracker.idle.notify_waiters();
+    });
 }
 
 /// The start of the HTTP/2 connection preface (RFC 9113 3.4); no HTTP/1 request starts so.
