@@ -167,7 +167,9 @@ pub(super) fn plan(running: &[LiveListener], wanted: &[ListenerConfig]) -> Plan 
         }
     }
     for w in unmatched {
-        let renamed = (0..running.len()).find(|&i| !matched[i] && same_address(&running[i], w));
+        // Port 0 asks for "any port": another listener's, never a rename.
+        let renamed =
+            (0..running.len()).find(|&i| !matched[i] && w.bind.port() != 0 && same_address(&running[i], w));
         match renamed {
             Some(i) => {
                 matched[i] = true;
@@ -304,13 +306,14 @@ mod tests {
                 cfg("b", "127.0.0.1:91"),
                 cfg("new", "127.0.0.1:84"),
                 cfg("renamed", "127.0.0.1:83"),
+                cfg("any", "127.0.0.1:0"),
             ],
         );
         assert_eq!(
             p,
             Plan {
                 keep: vec![(0, a, true), (3, cfg("renamed", "127.0.0.1:83"), true)],
-                add: vec![cfg("new", "127.0.0.1:84")],
+                add: vec![cfg("new", "127.0.0.1:84"), cfg("any", "127.0.0.1:0")],
                 rebind: vec![(1, cfg("b", "127.0.0.1:91"))],
                 remove: vec![2],
             }

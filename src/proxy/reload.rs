@@ -22,7 +22,7 @@ use super::access_log::AccessLog;
 use super::listeners::{self, Batch, Bound, Change, ListenerAddr, ListenerChanges, LiveListener, Rebound};
 use super::server::Engine;
 use super::state::Snapshot;
-use crate::config::{Config, ListenerConfig};
+use crate::config::{Config, ListenerConfig, Workers};
 
 /// How long a reload waits for the workers to confirm their listener changes.
 const WORKER_CONFIRM: Duration = Duration::from_secs(5);
@@ -97,7 +97,7 @@ impl Engine {
 
     fn swap(&self, config: Config) -> Result<ReloadSummary, Vec<String>> {
         let old = self.shared.snapshot.load_full();
-        let notes = unapplied(&old.config, &config);
+        let notes = self.restart_only.unapplied(&config);
         let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
         let running = self.live.load_full();
         let plan = listeners::plan(&running, &config.listeners);
@@ -267,19 +267,45 @@ impl Engine {
     }
 }
 
-/// What changed in the file that a reload does not apply, in the operator's words.
-fn unapplied(old: &Config, new: &Config) -> Vec<String> {
-    let mut notes = Vec::new();
-    if old.admin.listen != new.admin.listen {
-        notes.push(format!(
-            "[admin] listen changed from {} to {}: the admin interface stays on {} until a restart",
-            old.admin.listen, new.admin.listen, old.admin.listen
-        ));
+/// The settings only a restart applies, as the engine started with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RestartOnly {
+    /// `[admin] listen`: the admin interface binds it once, at start.
+    admin_listen: SocketAddr,
+    /// `workers`: the worker threads are started once.
+    workers: Workers,
+}
+
+impl RestartOnly {
+    pub(super) fn of(config: &Config) -> RestartOnly {
+        RestartOnly {
+            admin_listen: config.admin.listen,
+            workers: config.workers,
+        }
     }
-    if old.workers != new.workers {
-        notes.push("`workers` changed: the number of worker threads changes at the next restart".to_string());
+
+    /// What `new` asks for that differs from the start, in the operator's words.
+    fn unapplied(&self, new: &Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.admin_listen != new.admin.listen {
+            notes.push(format!(
+                "[admin] listen changed from {} to {}: the admin interface stays on {} until a restart",
+                self.admin_listen, new.admin.listen, self.admin_listen
+            ));
+        }
+        if self.workers != new.workers {
+            let says = |w: Workers| match w {
+                Workers::Auto => "\"auto\"".to_string(),
+                Workers::Fixed(n) => n.to_string(),
+            };
+            notes.push(format!(
+                "`workers` changed from {} to {}: the worker threads change at the next restart",
+                says(self.workers),
+                says(new.workers)
+            ));
+        }
+        notes
     }
-    notes
 }
 
 /// Logs a reload's outcome: one line with the summary, a warning per note, an error per error.

@@ -269,6 +269,8 @@ pub struct Engine {
     pub(super) workers: Vec<mpsc::UnboundedSender<Batch>>,
     /// The next listener binding id.
     pub(super) next_id: AtomicU64,
+    /// What the engine started with that only a restart changes.
+    pub(super) restart_only: super::reload::RestartOnly,
     /// The file reloads read, if the configuration came from one.
     pub config_path: Option<std::path::PathBuf>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -303,6 +305,7 @@ impl Engine {
         let access_log =
             AccessLog::open(&config.log).map_err(|e| StartError::Io(format!("access log: {e}")))?;
         let listener_configs = config.listeners.clone();
+        let restart_only = super::reload::RestartOnly::of(&config);
         let snapshot = Snapshot::build(config, None).map_err(StartError::Config)?;
         // Every worker gets its own socket per listener; port 0 is resolved by the first bind.
         let mut batches: Vec<Vec<Change>> = (0..threads).map(|_| Vec::new()).collect();
@@ -355,6 +358,7 @@ impl Engine {
             next_id: AtomicU64::new(live.len() as u64 + 1),
             live: ArcSwap::from_pointee(live),
             workers,
+            restart_only,
             config_path,
             threads: std::sync::Mutex::new(handles),
         })
