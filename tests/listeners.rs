@@ -7,7 +7,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use ringway::config::{Balance, Config, RedirectHttps};

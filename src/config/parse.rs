@@ -17,9 +17,12 @@ use super::values;
 use super::walk::{Ctx, Field, Tbl, is_str};
 use super::{listener, pool, route};
 
+/// A configuration and the paths it names.
+pub(crate) type Parsed = (Config, Vec<PathFact>);
+
 /// Parses and validates; errors are `(byte offset, message)` sorted by offset. Beside the
 /// configuration, every path it names with the offset of its key (for the loader's checks).
-pub(crate) fn parse(source: &str) -> Result<(Config, Vec<PathFact>), Vec<(usize, String)>> {
+pub(crate) fn parse(source: &str) -> Result<Parsed, Vec<(usize, String)>> {
     let doc = match Document::parse(source) {
         Ok(d) => d,
         Err(e) => {

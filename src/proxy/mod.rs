@@ -15,6 +15,7 @@ pub mod state;
 pub mod static_files;
 pub mod stats;
 pub mod upstream;
+mod worker;
 
 pub use reload::ReloadSummary;
 pub use server::{Engine, StartError};
