@@ -6,9 +6,9 @@
 //! served (`server.rs`), how a snapshot is built (`state.rs`) or how sockets are bound
 //! (`listeners.rs`).
 //!
-//! Order of a reload: read and check the file, open the access log, build the snapshot, bind
-//! the listeners to add or move; only when all of that succeeded is the snapshot swapped and are
-//! the workers told to start and stop accept loops. A listener whose address stays keeps its
+//! Order of a reload: read and check the file, open the access log, bind the listeners to add or
+//! move, build the snapshot; only when all of that succeeded is the snapshot swapped and are the
+//! workers told to start and stop accept loops. A listener whose address stays keeps its
 //! sockets, so no connection is refused; a stopped one finishes its connections.
 
 use std::net::SocketAddr;
@@ -96,15 +96,15 @@ impl Engine {
     }
 
     fn swap(&self, config: Config) -> Result<ReloadSummary, Vec<String>> {
-        let old = self.shared.snapshot.load_full();
-        let notes = self.restart_only.unapplied(&config);
+        let mut notes = self.restart_only.unapplied(&config);
         let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
         let running = self.live.load_full();
         let plan = listeners::plan(&running, &config.listeners);
         let file_order: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
-        let snapshot = Snapshot::build(config, Some(&old))?;
 
-        // Bind everything new before changing anything: a failure leaves all as it was.
+        // Bind everything new before changing anything: a failure leaves all as it was (sockets
+        // bound so far close when dropped). Bound before the snapshot is built, because building
+        // it already carries settings over to the servers it keeps.
         let ours: Vec<SocketAddr> = running.iter().map(|l| l.addr).collect();
         let workers = self.workers.len();
         let mut errors = Vec::new();
@@ -128,6 +128,8 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let old = self.shared.snapshot.load_full();
+        let snapshot = Snapshot::build(config, Some(&old))?;
 
         let routes = snapshot.routes.len();
         let pools = snapshot.pools.len();
@@ -183,7 +185,6 @@ impl Engine {
         // In the order of the file, as the status page lists them.
         live.sort_by_key(|l| file_order.iter().position(|n| *n == l.config.name));
         self.live.store(Arc::new(live));
-        let mut notes = notes;
         if !changes.is_empty() {
             notes.extend(self.send(batches));
         }
