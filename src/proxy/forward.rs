@@ -114,6 +114,15 @@ fn request_host<B>(req: &Request<B>) -> &str {
         .map_or("", route::host_without_port)
 }
 
+/// The header-ready source of [`request_host`], for the access log (the port is removed when
+/// the line is written, off the request's way).
+fn request_host_value<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
+}
+
 /// The answer to one request, as hyper awaits it.
 pub type Answer = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>>>>;
 
@@ -162,6 +171,7 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
             client: ctx.peer.ip(),
             method: req.method().clone(),
             uri: req.uri().clone(),
+            host: request_host_value(&req),
             version: req.version(),
             referer: req.headers().get(header::REFERER).cloned(),
             user_agent: req.headers().get(header::USER_AGENT).cloned(),
