@@ -393,7 +393,7 @@ async fn new_servers_start_checking_and_take_no_traffic_until_they_pass() {
         c.set_health(503);
         d.set_health(503);
         config.pools[0].servers.push(ringway::cli::server(&c.address()));
-        proxy.engine().reload(config).expect("reload");
+        proxy.engine().reload(config, "test").expect("reload");
         let sc = proxy.server(POOL, 1);
         assert_eq!(sc.health(), Health::Checking);
         // A server added at run time, as the admin API does.
