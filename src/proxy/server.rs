@@ -515,9 +515,15 @@ pub(super) async fn serve_connection(
     // The protocol is told from the first bytes by peeking, not reading: hyper-util's detection
     // reads them into a buffer of its own and hands them back through a wrapper, which costs
     // every later read a check and makes hyper grow its read buffer to 16 KiB for good.
-    let first = match tokio::time::timeout(limits.header_timeout, first_bytes(&stream)).await {
-        Ok(f) => f,
-        Err(_) => return,
+    let mut shutdown = shared.shutdown.subscribe();
+    // A client that opened a connection and sent nothing (browsers and reqwest keep a spare
+    // one) must not hold a graceful stop for the whole header timeout.
+    let first = tokio::select! {
+        first = tokio::time::timeout(limits.header_timeout, first_bytes(&stream)) => match first {
+            Ok(f) => f,
+            Err(_) => return,
+        },
+        _ = shutdown.wait_for(|stopping| *stopping) => return,
     };
     let state = Arc::new(ConnState::new());
     let ctx = Rc::new(ConnCtx {
@@ -539,16 +545,16 @@ pub(super) async fn serve_connection(
         // The connection is made inside `drive`, so the task's state holds it once.
         FirstBytes::Http1 => {
             let make = || protocols.http1.serve_connection(io, svc).with_upgrades();
-            drive(make, peer, state, limits, &shared).await;
+            drive(make, peer, state, limits, shutdown).await;
         }
         // Boxed: the far more common HTTP/1 connections should not carry room for these.
         FirstBytes::Http2 => {
             let make = || protocols.http2.serve_connection(io, svc);
-            Box::pin(drive(make, peer, state, limits, &shared)).await;
+            Box::pin(drive(make, peer, state, limits, shutdown)).await;
         }
         FirstBytes::Undecided => {
             let make = || protocols.auto.serve_connection_with_upgrades(io, svc);
-            Box::pin(drive(make, peer, state, limits, &shared)).await;
+            Box::pin(drive(make, peer, state, limits, shutdown)).await;
         }
     }
 }
@@ -559,14 +565,13 @@ async fn drive<C, E>(
     peer: SocketAddr,
     state: Arc<ConnState>,
     limits: Limits,
-    shared: &Shared,
+    mut rx: watch::Receiver<bool>,
 ) where
     C: ServedConnection + Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     let conn = make();
     tokio::pin!(conn);
-    let mut rx = shared.shutdown.subscribe();
     let mut draining = *rx.borrow_and_update();
     if draining {
         conn.as_mut().shut_down();
