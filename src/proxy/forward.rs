@@ -24,11 +24,12 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
-use super::body::{Exchange, ResponseBody};
+use super::body::{Exchange, ResponseBody, Tally};
 use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
+use super::stats::RouteStats;
 use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
 use crate::route;
 
@@ -117,12 +118,17 @@ fn request_host<B>(req: &Request<B>) -> &str {
 /// The answer to one request, as hyper awaits it.
 pub type Answer = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>>>>;
 
-/// What every answer gets at the end: the request id, the access log record, the connection's
-/// count of requests in flight.
+/// What every answer gets at the end: the request id, the access log record, what the live
+/// figures count, the connection's count of requests in flight.
 struct Finish {
     rid: HeaderValue,
     log: Option<Box<AccessRecord>>,
     token: ConnToken,
+    /// The matched route's figures (those of unrouted requests before a route matched).
+    stats: Arc<RouteStats>,
+    /// When the request head was received: the one clock read at the start of a request,
+    /// shared by the figures and the access log.
+    start: Instant,
 }
 
 impl Finish {
@@ -131,13 +137,20 @@ impl Finish {
         mut resp: Response<ResponseBody>,
         info: UpstreamInfo,
     ) -> Result<Response<ResponseBody>, Infallible> {
+        let status = resp.status().as_u16();
         if let Some(log) = self.log.as_mut() {
-            log.status = resp.status().as_u16();
-            log.upstream = info.server.map(|s| s.addr_text.clone());
+            log.status = status;
+            log.upstream = info.server.as_ref().map(|s| s.addr_text.clone());
             log.upstream_time = info.time;
         }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), self.rid);
-        resp.body_mut().finish_with(self.log, self.token);
+        let tally = Tally {
+            route: self.stats,
+            server: info.server,
+            start: self.start,
+            status,
+        };
+        resp.body_mut().finish_with(self.log, tally, self.token);
         Ok(resp)
     }
 }
@@ -154,10 +167,11 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
     let snapshot = ctx.shared.snapshot.load();
     let access_log: Option<Arc<_>> = ctx.shared.access_log.load().as_ref().clone();
     let rid = headers::request_id(req.headers());
+    let start = Instant::now();
     let mut log = access_log.map(|log| {
         Box::new(AccessRecord {
             log,
-            start: Instant::now(),
+            start,
             wall: SystemTime::now(),
             client: ctx.peer.ip(),
             method: req.method().clone(),
@@ -170,6 +184,7 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
             status: 0,
             upstream: None,
             upstream_time: None,
+            total: None,
         })
     });
     let mut info = UpstreamInfo::default();
@@ -178,7 +193,17 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
         log.route = snapshot.routes.get(i).map(|r| r.name.clone());
     }
     let timed = log.is_some();
-    let end = Finish { rid, log, token };
+    let stats = match info.route.and_then(|i| snapshot.routes.get(i)) {
+        Some(r) => r.stats.clone(),
+        None => snapshot.unrouted.clone(),
+    };
+    let end = Finish {
+        rid,
+        log,
+        token,
+        stats,
+        start,
+    };
     match decision {
         Decision::Answer(resp) => Box::pin(std::future::ready(end.apply(resp, info))),
         Decision::Static { dir, prefix } => {

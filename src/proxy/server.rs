@@ -267,6 +267,8 @@ pub struct Engine {
     listener_open: Vec<Arc<AtomicUsize>>,
     /// The file reloads read, if the configuration came from one.
     pub config_path: Option<std::path::PathBuf>,
+    /// Reloads done and refused since start (`ringway_reloads_total{result}`).
+    pub reloads: [AtomicU64; 2],
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -359,6 +361,7 @@ impl Engine {
             listeners: bound,
             listener_open,
             config_path,
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             threads: std::sync::Mutex::new(handles),
         })
     }
@@ -406,8 +409,10 @@ impl Engine {
                 "this instance was not started from a configuration file".into(),
             ]);
         };
-        let config = crate::config::load(path)
-            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let config = crate::config::load(path).map_err(|errs| {
+            self.reloads[1].fetch_add(1, Ordering::Relaxed);
+            errs.iter().map(ToString::to_string).collect::<Vec<_>>()
+        })?;
         self.reload(config)?;
         Ok(self.shared.snapshot.load_full())
     }
@@ -416,6 +421,14 @@ impl Engine {
     /// restart). No connection is closed: requests in flight finish on the routes they started
     /// with, and the next request of every connection uses the new ones.
     pub fn reload(&self, config: Config) -> Result<(), Vec<String>> {
+        let result = self.swap_config(config);
+        self.reloads[usize::from(result.is_err())].fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn swap_config(&self, config: Config) -> Result<(), Vec<String>> {
+        // An admin change between reading the old snapshot and storing the new one would be lost.
+        let _changes = self.shared.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.shared.snapshot.load();
         let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
         if config.listeners != old.config.listeners {

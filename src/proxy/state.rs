@@ -18,7 +18,7 @@ use crate::balance::{self, Algorithm, Balancer, HashFunction, HashKey, Member, S
 use crate::config::{self, Config, HostPattern, RouteAction};
 use crate::route::{HostMatch, RouteKey, RouteTable};
 
-use super::stats::Histogram;
+use super::stats::{Histogram, RouteStats};
 
 /// Admin state of a server: takes traffic, finishes what it has, or takes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,8 @@ pub struct Server {
     pub runtime_added: AtomicBool,
     /// The weight was set through the admin API: a reload keeps it.
     pub weight_overridden: AtomicBool,
+    /// Being removed through the admin API: drained, and gone from its pool once idle.
+    pub removing: AtomicBool,
     /// Requests in flight now.
     pub in_flight: AtomicU64,
     /// Requests sent to this server since start.
@@ -166,6 +168,7 @@ impl Server {
             ramp: AtomicU32::new(RAMP_FULL),
             runtime_added: AtomicBool::new(false),
             weight_overridden: AtomicBool::new(false),
+            removing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -428,6 +431,8 @@ pub struct Route {
     pub prefix: String,
     /// What it does.
     pub target: RouteTarget,
+    /// Its live figures (kept across reloads while its name and pool stay).
+    pub stats: Arc<RouteStats>,
 }
 
 /// One immutable view of the configuration for the request path.
@@ -441,6 +446,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Pools by name.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// Figures of requests answered before any route matched (route "" in metrics).
+    pub unrouted: Arc<RouteStats>,
 }
 
 fn algorithm_of(b: &config::Balance) -> (Algorithm, Option<(HashKey, HashFunction)>) {
@@ -611,10 +618,22 @@ impl Snapshot {
                 }
                 RouteAction::Static { dir } => RouteTarget::Static { dir: dir.clone() },
             };
+            let pool = match &r.action {
+                RouteAction::Pool { pool, .. } => Some(pool.as_str()),
+                _ => None,
+            };
+            let stats = previous
+                .and_then(|s| {
+                    s.routes
+                        .iter()
+                        .find(|o| o.name == r.name && o.stats.pool.as_deref() == pool)
+                })
+                .map_or_else(|| Arc::new(RouteStats::new(&r.name, pool)), |o| o.stats.clone());
             routes.push(Route {
                 name: r.name.clone(),
                 prefix: r.path.clone(),
                 target,
+                stats,
             });
         }
         if !errors.is_empty() {
@@ -624,6 +643,7 @@ impl Snapshot {
             table: RouteTable::new(&keys),
             routes,
             pools,
+            unrouted: previous.map_or_else(|| Arc::new(RouteStats::new("", None)), |s| s.unrouted.clone()),
             config: Arc::new(config),
         })
     }

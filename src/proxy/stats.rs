@@ -1,10 +1,17 @@
-//! Live figures counted on the request path: lock-free histograms of durations.
+//! Live figures counted on the request path: lock-free histograms of durations and the
+//! per-route answer counters.
 //!
-//! Owns: the counting structures (atomics only, relaxed, no lock, no allocation per request).
+//! Owns: the counting structures (atomics only, relaxed, no lock, no allocation per request
+//! once a (server, status) pair has been seen on a route).
 //! Must not touch: clocks (the caller measures), formatting or export (`admin` reads these).
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 /// Upper bounds of the duration buckets, in microseconds: from 0.5 ms (a proxy's own answers
 /// and a warm upstream on the same host) to 60 s (the default response timeout).
@@ -106,9 +113,174 @@ impl HistogramSnapshot {
     }
 }
 
+/// Answers of one status code by one server on one route: a cell of
+/// `ringway_requests_total{route,pool,server,code}`.
+#[derive(Debug)]
+pub struct CodeCell {
+    /// Id of the server that answered (0: none, Ringway answered itself).
+    pub server_id: u64,
+    /// Name of that server ("" for none).
+    pub server: String,
+    /// Status code.
+    pub code: u16,
+    /// Answers counted.
+    pub count: AtomicU64,
+}
+
+/// Hashes the `(server id, code)` keys of a route's cells: one multiplication (Fibonacci
+/// hashing); the keys are small integers, so SipHash's protection buys nothing here.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type CodeMap = HashMap<u64, Arc<CodeCell>, BuildHasherDefault<KeyHasher>>;
+
+/// Live figures of one route (or of the requests no route matched), shared by every snapshot
+/// in which the route keeps its name and pool.
+///
+/// The `(server, code)` counters live in a map that is read through `arc-swap` and replaced
+/// whole (read, copy, update) the first time a pair is seen. Readers take no lock and the
+/// request path allocates nothing once a route has seen its servers' usual codes; a new pair
+/// costs one copy of a small map. Per-server fixed code tables were the alternative: a table
+/// of every status code per server and route costs kilobytes each and still needs a place
+/// for the codes outside it, where a map holds only the pairs that occur.
+#[derive(Debug)]
+pub struct RouteStats {
+    /// Route name ("" for requests that matched no route).
+    pub name: String,
+    /// The pool the route forwards to, if it does.
+    pub pool: Option<String>,
+    /// Time from the request head's arrival to the end of the response, every answer.
+    pub duration: Histogram,
+    /// Answers with a 5xx status.
+    pub responses_5xx: AtomicU64,
+    codes: ArcSwap<CodeMap>,
+}
+
+/// `(server id, status)` as one map key; server ids are far below 2^48.
+fn code_key(server_id: u64, code: u16) -> u64 {
+    (server_id << 16) | u64::from(code)
+}
+
+impl RouteStats {
+    /// Empty figures for a route.
+    pub fn new(name: &str, pool: Option<&str>) -> RouteStats {
+        RouteStats {
+            name: name.to_owned(),
+            pool: pool.map(str::to_owned),
+            duration: Histogram::default(),
+            responses_5xx: AtomicU64::new(0),
+            codes: ArcSwap::from_pointee(CodeMap::default()),
+        }
+    }
+
+    /// Counts one answer: by whom (`(id, name)` of the server, `None` when Ringway answered
+    /// itself), its status and its duration.
+    #[inline]
+    pub fn record(&self, server: Option<(u64, &str)>, status: u16, elapsed: Duration) {
+        self.duration.observe(elapsed);
+        if status >= 500 {
+            self.responses_5xx.fetch_add(1, Ordering::Relaxed);
+        }
+        let key = code_key(server.map_or(0, |(id, _)| id), status);
+        if let Some(cell) = self.codes.load().get(&key) {
+            cell.count.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.first_sight(key, server, status);
+    }
+
+    #[cold]
+    fn first_sight(&self, key: u64, server: Option<(u64, &str)>, code: u16) {
+        let cell = Arc::new(CodeCell {
+            server_id: server.map_or(0, |(id, _)| id),
+            server: server.map_or_else(String::new, |(_, name)| name.to_owned()),
+            code,
+            count: AtomicU64::new(0),
+        });
+        // Two workers may meet the same new pair at once: the second finds the first's cell.
+        self.codes.rcu(|map| {
+            if map.contains_key(&key) {
+                Arc::clone(map)
+            } else {
+                let mut next = CodeMap::clone(map);
+                next.insert(key, cell.clone());
+                Arc::new(next)
+            }
+        });
+        if let Some(cell) = self.codes.load().get(&key) {
+            cell.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every `(server, code)` cell seen so far (for export; order unspecified).
+    pub fn cells(&self) -> Vec<Arc<CodeCell>> {
+        self.codes.load().values().cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_stats_count_each_server_and_code_once() {
+        let r = RouteStats::new("api", Some("p"));
+        r.record(Some((7, "a")), 200, Duration::from_millis(1));
+        r.record(Some((7, "a")), 200, Duration::from_millis(2));
+        r.record(Some((8, "b")), 503, Duration::from_millis(3));
+        r.record(None, 404, Duration::from_micros(100));
+        let mut cells: Vec<(String, u16, u64)> = r
+            .cells()
+            .iter()
+            .map(|c| (c.server.clone(), c.code, c.count.load(Ordering::Relaxed)))
+            .collect();
+        cells.sort();
+        assert_eq!(
+            cells,
+            vec![
+                (String::new(), 404, 1),
+                ("a".into(), 200, 2),
+                ("b".into(), 503, 1)
+            ]
+        );
+        assert_eq!(r.duration.snapshot().count(), 4);
+        assert_eq!(r.responses_5xx.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn concurrent_first_sights_lose_no_count() {
+        let r = Arc::new(RouteStats::new("x", None));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        r.record(Some((i % 5 + 1, "s")), 200 + (i % 3) as u16, Duration::ZERO);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let total: u64 = r.cells().iter().map(|c| c.count.load(Ordering::Relaxed)).sum();
+        assert_eq!(total, 4000);
+        assert_eq!(r.cells().len(), 15);
+    }
 
     #[test]
     fn durations_land_in_the_bucket_of_their_upper_bound() {
