@@ -23,6 +23,7 @@ mod tests;
 
 pub use load::load;
 pub use summary::summary;
+pub(crate) use values::{host_port, is_valid_name};
 
 use std::fmt;
 

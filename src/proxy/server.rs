@@ -428,7 +428,11 @@ impl Engine {
 
     fn swap_config(&self, config: Config) -> Result<(), Vec<String>> {
         // An admin change between reading the old snapshot and storing the new one would be lost.
-        let _changes = self.shared.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _changes = self
+            .shared
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.shared.snapshot.load();
         let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
         if config.listeners != old.config.listeners {
