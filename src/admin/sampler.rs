@@ -282,7 +282,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::stats::Histogram;
+    use crate::proxy::stats::{Histogram, Observation};
 
     fn counts(durations_ms: &[u64], errors: u64) -> Counts {
         let h = Histogram::default();
@@ -371,9 +371,11 @@ mod tests {
             }
         }
         servers[0].responses_5xx.fetch_add(2, Ordering::Relaxed);
-        snap.routes[0]
-            .stats
-            .record(Some((servers[0].id, "a")), 200, Duration::from_millis(2));
+        snap.routes[0].stats.record(
+            Some((servers[0].id, "a")),
+            200,
+            Observation::of(Duration::from_millis(2)),
+        );
         sampler.sample(&snap, t0 + SAMPLE_EVERY, SystemTime::now());
         let pool = sampler.pool(&servers);
         assert_eq!(pool.requests_per_s, 4.0);

@@ -12,12 +12,11 @@ use std::task::{Context, Poll};
 use super::access_log::AccessRecord;
 use super::server::ConnToken;
 use super::state::Server;
-use super::stats::RouteStats;
+use super::stats::{Observation, RouteStats, Stamp};
 use super::upstream::{self, UpstreamBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::sync::Arc;
-use tokio::time::Instant;
 
 /// The server side of one exchange: counted in flight until the response body ends or is dropped.
 pub struct Exchange {
@@ -38,7 +37,7 @@ pub struct Tally {
     /// The server that answered, when the body is not its stream (a response timeout).
     pub server: Option<Arc<Server>>,
     /// When the request head was received.
-    pub start: Instant,
+    pub start: Stamp,
     /// The status answered.
     pub status: u16,
 }
@@ -47,12 +46,13 @@ impl Tally {
     /// Counts the answer: the route's histogram and code counters, the server's latency and
     /// 5xx count. Atomics only; returns the duration for the access log.
     fn record(self, exchange: Option<&Server>) -> std::time::Duration {
-        let elapsed = self.start.elapsed();
+        let elapsed = self.start.until(Stamp::now());
+        let observed = Observation::of(elapsed);
         let server = exchange.or(self.server.as_deref());
         self.route
-            .record(server.map(|s| (s.id, s.name.as_str())), self.status, elapsed);
+            .record(server.map(|s| (s.id, s.name.as_str())), self.status, observed);
         if let Some(s) = server {
-            s.latency.observe(elapsed);
+            s.latency.add(observed);
             if self.status >= 500 {
                 s.responses_5xx.fetch_add(1, Ordering::Relaxed);
             }

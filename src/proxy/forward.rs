@@ -29,7 +29,7 @@ use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
-use super::stats::RouteStats;
+use super::stats::{RouteStats, Stamp};
 use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
 use crate::route;
 
@@ -47,12 +47,14 @@ pub struct ConnCtx {
     pub client_ip: HeaderValue,
 }
 
-/// Facts about the upstream exchange, for the access log.
+/// Facts about the upstream exchange, for the access log and the live figures.
+///
+/// Kept small: it lives in every forwarded request's boxed future, which is held under 1 KiB
+/// (mimalloc serves larger blocks through a slower path, about 170 instructions more per
+/// request). The route index and the upstream time are therefore not kept here.
 #[derive(Default)]
 struct UpstreamInfo {
     server: Option<Arc<Server>>,
-    time: Option<std::time::Duration>,
-    route: Option<usize>,
 }
 
 /// Seconds a client is asked to wait when no server is available.
@@ -128,7 +130,7 @@ struct Finish {
     stats: Arc<RouteStats>,
     /// When the request head was received: the one clock read at the start of a request,
     /// shared by the figures and the access log.
-    start: Instant,
+    start: Stamp,
 }
 
 impl Finish {
@@ -141,7 +143,6 @@ impl Finish {
         if let Some(log) = self.log.as_mut() {
             log.status = status;
             log.upstream = info.server.as_ref().map(|s| s.addr_text.clone());
-            log.upstream_time = info.time;
         }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), self.rid);
         let tally = Tally {
@@ -167,11 +168,11 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
     let snapshot = ctx.shared.snapshot.load();
     let access_log: Option<Arc<_>> = ctx.shared.access_log.load().as_ref().clone();
     let rid = headers::request_id(req.headers());
-    let start = Instant::now();
+    let start = Stamp::now();
     let mut log = access_log.map(|log| {
         Box::new(AccessRecord {
             log,
-            start,
+            start: Instant::from_std(start.instant()),
             wall: SystemTime::now(),
             client: ctx.peer.ip(),
             method: req.method().clone(),
@@ -188,16 +189,16 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
         })
     });
     let mut info = UpstreamInfo::default();
-    let decision = decide(&req, ctx, &snapshot, &mut info);
-    if let (Some(log), Some(i)) = (log.as_mut(), info.route) {
+    let mut route = None;
+    let decision = decide(&req, ctx, &snapshot, &mut route);
+    if let (Some(log), Some(i)) = (log.as_mut(), route) {
         log.route = snapshot.routes.get(i).map(|r| r.name.clone());
     }
-    let timed = log.is_some();
-    let stats = match info.route.and_then(|i| snapshot.routes.get(i)) {
+    let stats = match route.and_then(|i| snapshot.routes.get(i)) {
         Some(r) => r.stats.clone(),
         None => snapshot.unrouted.clone(),
     };
-    let end = Finish {
+    let mut end = Finish {
         rid,
         log,
         token,
@@ -218,7 +219,7 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
             Some(request) => {
                 let pool = pool.clone();
                 Box::pin(async move {
-                    let resp = forward(request, &pool, &mut info, timed).await;
+                    let resp = forward(request, &pool, &mut info, end.log.as_deref_mut()).await;
                     end.apply(resp, info)
                 })
             }
@@ -247,7 +248,7 @@ fn decide<'a>(
     req: &Request<Incoming>,
     ctx: &ConnCtx,
     snapshot: &'a Snapshot,
-    info: &mut UpstreamInfo,
+    matched: &mut Option<usize>,
 ) -> Decision<'a> {
     let mut facts = headers::RequestFacts::of(req.headers());
     if facts.transfer_encoding && req.version() != Version::HTTP_2 && ctx.state.head_had_content_length() {
@@ -272,7 +273,7 @@ fn decide<'a>(
     let Some(route) = snapshot.routes.get(index) else {
         return Decision::Answer(not_found());
     };
-    info.route = Some(index);
+    *matched = Some(index);
     match &route.target {
         RouteTarget::Redirect { location, status } => {
             let mut r = Response::new(ResponseBody::empty());
@@ -479,7 +480,7 @@ async fn forward(
     mut req: Prepared,
     pool: &Pool,
     info: &mut UpstreamInfo,
-    timed: bool,
+    log: Option<&mut AccessRecord>,
 ) -> Response<ResponseBody> {
     let settings = &pool.settings;
     // Whether the request may still be sent: true until it may have reached a server, and
@@ -552,8 +553,8 @@ async fn forward(
             server.failures.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        if timed {
-            info.time = Some(sent_at.elapsed());
+        if let Some(log) = log {
+            log.upstream_time = Some(sent_at.elapsed());
         }
         info.server = Some(server);
         return upstream_response(response, guard, conn, req.upload, req.client_upgrade);

@@ -367,29 +367,33 @@ impl ServerLoads for PickView<'_> {
 }
 
 /// The servers already tried by one request (at most 11 attempts: retries are capped at 10).
+///
+/// Sized to the cap (and the count a byte): it lives in every forwarded request's boxed
+/// future, which is kept within mimalloc's 1 KiB small-block limit.
 #[derive(Debug, Default)]
 pub struct Tried {
-    ids: [u64; 12],
-    len: usize,
+    ids: [u64; 11],
+    len: u8,
 }
 
 impl Tried {
     /// Whether the server with this id was tried.
     pub fn contains(&self, id: u64) -> bool {
-        self.ids[..self.len].contains(&id)
+        self.ids[..self.len()].contains(&id)
     }
 
     /// Records a tried server.
     pub fn insert(&mut self, id: u64) {
-        if self.len < self.ids.len() && !self.contains(id) {
-            self.ids[self.len] = id;
+        let len = self.len();
+        if len < self.ids.len() && !self.contains(id) {
+            self.ids[len] = id;
             self.len += 1;
         }
     }
 
     /// How many servers were tried.
     pub fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 
     /// Whether no server was tried.

@@ -39,14 +39,39 @@ pub struct HistogramSnapshot {
     pub sum_us: u64,
 }
 
+/// A duration placed in its bucket once, to be counted in several histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    bucket: usize,
+    us: u64,
+}
+
+impl Observation {
+    /// The bucket of `d`.
+    #[inline]
+    pub fn of(d: Duration) -> Observation {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Observation {
+            bucket: BUCKET_BOUNDS_US.partition_point(|&b| b < us),
+            us,
+        }
+    }
+}
+
 impl Histogram {
     /// Counts one duration.
     #[inline]
     pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.add(Observation::of(d));
+    }
+
+    /// Counts one duration already placed in its bucket.
+    #[inline]
+    pub fn add(&self, o: Observation) {
+        if let Some(b) = self.buckets.get(o.bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(o.us, Ordering::Relaxed);
     }
 
     /// The counts now.
@@ -190,8 +215,8 @@ impl RouteStats {
     /// Counts one answer: by whom (`(id, name)` of the server, `None` when Ringway answered
     /// itself), its status and its duration.
     #[inline]
-    pub fn record(&self, server: Option<(u64, &str)>, status: u16, elapsed: Duration) {
-        self.duration.observe(elapsed);
+    pub fn record(&self, server: Option<(u64, &str)>, status: u16, elapsed: Observation) {
+        self.duration.add(elapsed);
         if status >= 500 {
             self.responses_5xx.fetch_add(1, Ordering::Relaxed);
         }
@@ -232,6 +257,34 @@ impl RouteStats {
     }
 }
 
+/// A point in time as nanoseconds since the process's first use of this clock: 8 bytes where
+/// an `Instant` takes 16, for what each request keeps until its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(u64);
+
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+impl Stamp {
+    /// Now (one clock read).
+    #[inline]
+    pub fn now() -> Stamp {
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        Stamp(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Time from `self` to `later` (zero if `later` is earlier).
+    #[inline]
+    pub fn until(self, later: Stamp) -> Duration {
+        Duration::from_nanos(later.0.saturating_sub(self.0))
+    }
+
+    /// The same moment as an `Instant`.
+    pub fn instant(self) -> std::time::Instant {
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        epoch + Duration::from_nanos(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,10 +292,10 @@ mod tests {
     #[test]
     fn route_stats_count_each_server_and_code_once() {
         let r = RouteStats::new("api", Some("p"));
-        r.record(Some((7, "a")), 200, Duration::from_millis(1));
-        r.record(Some((7, "a")), 200, Duration::from_millis(2));
-        r.record(Some((8, "b")), 503, Duration::from_millis(3));
-        r.record(None, 404, Duration::from_micros(100));
+        r.record(Some((7, "a")), 200, Observation::of(Duration::from_millis(1)));
+        r.record(Some((7, "a")), 200, Observation::of(Duration::from_millis(2)));
+        r.record(Some((8, "b")), 503, Observation::of(Duration::from_millis(3)));
+        r.record(None, 404, Observation::of(Duration::from_micros(100)));
         let mut cells: Vec<(String, u16, u64)> = r
             .cells()
             .iter()
@@ -269,7 +322,11 @@ mod tests {
                 let r = r.clone();
                 std::thread::spawn(move || {
                     for i in 0..1000u64 {
-                        r.record(Some((i % 5 + 1, "s")), 200 + (i % 3) as u16, Duration::ZERO);
+                        r.record(
+                            Some((i % 5 + 1, "s")),
+                            200 + (i % 3) as u16,
+                            Observation::of(Duration::ZERO),
+                        );
                     }
                 })
             })
