@@ -69,14 +69,14 @@ fn family<'e>(
 fn requests(snapshot: &Snapshot) -> BTreeMap<(String, String, String, u16), u64> {
     let mut out = BTreeMap::new();
     for r in routes(snapshot) {
-        for cell in r.cells() {
+        for c in r.counts() {
             let key = (
                 r.name.clone(),
                 r.pool.clone().unwrap_or_default(),
-                cell.server.clone(),
-                cell.code,
+                c.server,
+                c.code,
             );
-            *out.entry(key).or_insert(0) += cell.count.load(Ordering::Relaxed);
+            *out.entry(key).or_insert(0) += c.count;
         }
     }
     out

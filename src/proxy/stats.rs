@@ -138,10 +138,10 @@ impl HistogramSnapshot {
     }
 }
 
-/// Answers of one status code by one server on one route: a cell of
+/// Answers of one status code by one server on one route, as read for export: a sample of
 /// `ringway_requests_total{route,pool,server,code}`.
-#[derive(Debug)]
-pub struct CodeCell {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeCount {
     /// Id of the server that answered (0: none, Ringway answered itself).
     pub server_id: u64,
     /// Name of that server ("" for none).
@@ -149,13 +149,21 @@ pub struct CodeCell {
     /// Status code.
     pub code: u16,
     /// Answers counted.
-    pub count: AtomicU64,
+    pub count: u64,
 }
 
-/// Hashes the `(server id, code)` keys of a route's cells: one multiplication (Fibonacci
+/// A counter of the overflow map (pairs that found no slot in the table).
+#[derive(Debug)]
+struct CodeCell {
+    count: AtomicU64,
+}
+
+/// Hashes the `(server id, code)` keys of the overflow map: one multiplication (Fibonacci
 /// hashing); the keys are small integers, so SipHash's protection buys nothing here.
 #[derive(Default)]
 pub struct KeyHasher(u64);
+
+const FIBONACCI: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -163,25 +171,41 @@ impl Hasher for KeyHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIBONACCI);
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = n.wrapping_mul(FIBONACCI);
     }
 }
 
-type CodeMap = HashMap<u64, Arc<CodeCell>, BuildHasherDefault<KeyHasher>>;
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// Slots of a route's counter table (a power of two): a route seldom sees more `(server,
+/// status)` pairs than this (ten servers with five codes each use 50).
+const SLOTS: usize = 128;
+/// Slots looked at for a pair before it goes to the overflow map.
+const MAX_PROBES: usize = 16;
+
+/// One `(server, status)` counter of the table; key 0 is a free slot.
+#[derive(Debug, Default)]
+struct Slot {
+    key: AtomicU64,
+    count: AtomicU64,
+}
 
 /// Live figures of one route (or of the requests no route matched), shared by every snapshot
 /// in which the route keeps its name and pool.
 ///
-/// The `(server, code)` counters live in a map that is read through `arc-swap` and replaced
-/// whole (read, copy, update) the first time a pair is seen. Readers take no lock and the
-/// request path allocates nothing once a route has seen its servers' usual codes; a new pair
-/// costs one copy of a small map. Per-server fixed code tables were the alternative: a table
-/// of every status code per server and route costs kilobytes each and still needs a place
-/// for the codes outside it, where a map holds only the pairs that occur.
+/// The `(server, status)` counters of `ringway_requests_total` live in a fixed table of
+/// atomic slots per route, open addressing: a pair's slot is found by hashing its key and is
+/// claimed once with a compare-and-swap, so counting is a few loads and one relaxed addition,
+/// with no lock, no allocation and no reference count. The rare pair that finds no slot
+/// within 16 probes goes to an overflow map read through `arc-swap` and replaced whole (read,
+/// copy, update) on first sight, so no pair is ever lost. An `arc-swap`'d map alone cost about
+/// 70 instructions and two locked operations per request; per-server tables of every status
+/// code would cost kilobytes per server and route and still need somewhere for the rest.
+/// Server names, needed only for export, are registered when a server is first seen.
 #[derive(Debug)]
 pub struct RouteStats {
     /// Route name ("" for requests that matched no route).
@@ -192,10 +216,13 @@ pub struct RouteStats {
     pub duration: Histogram,
     /// Answers with a 5xx status.
     pub responses_5xx: AtomicU64,
-    codes: ArcSwap<CodeMap>,
+    slots: Box<[Slot]>,
+    overflow: ArcSwap<KeyMap<Arc<CodeCell>>>,
+    names: ArcSwap<KeyMap<String>>,
 }
 
-/// `(server id, status)` as one map key; server ids are far below 2^48.
+/// `(server id, status)` as one key; server ids are far below 2^48, and a status is never 0,
+/// so no key is 0.
 fn code_key(server_id: u64, code: u16) -> u64 {
     (server_id << 16) | u64::from(code)
 }
@@ -208,7 +235,9 @@ impl RouteStats {
             pool: pool.map(str::to_owned),
             duration: Histogram::default(),
             responses_5xx: AtomicU64::new(0),
-            codes: ArcSwap::from_pointee(CodeMap::default()),
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+            overflow: ArcSwap::from_pointee(KeyMap::default()),
+            names: ArcSwap::from_pointee(KeyMap::default()),
         }
     }
 
@@ -221,39 +250,92 @@ impl RouteStats {
             self.responses_5xx.fetch_add(1, Ordering::Relaxed);
         }
         let key = code_key(server.map_or(0, |(id, _)| id), status);
-        if let Some(cell) = self.codes.load().get(&key) {
-            cell.count.fetch_add(1, Ordering::Relaxed);
-            return;
+        let mut i = (key.wrapping_mul(FIBONACCI) >> (64 - SLOTS.trailing_zeros())) as usize;
+        for _ in 0..MAX_PROBES {
+            let Some(slot) = self.slots.get(i) else { break };
+            let mut seen = slot.key.load(Ordering::Relaxed);
+            if seen == 0 && key != 0 {
+                // The name is known before the key can be seen by an export.
+                self.note_server(server);
+                seen = match slot
+                    .key
+                    .compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => key,
+                    Err(other) => other,
+                };
+            }
+            if seen == key {
+                slot.count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            i = (i + 1) & (SLOTS - 1);
         }
-        self.first_sight(key, server, status);
+        self.count_overflow(key, server);
     }
 
     #[cold]
-    fn first_sight(&self, key: u64, server: Option<(u64, &str)>, code: u16) {
+    fn note_server(&self, server: Option<(u64, &str)>) {
+        let Some((id, name)) = server else { return };
+        if self.names.load().contains_key(&id) {
+            return;
+        }
+        self.names.rcu(|names| {
+            let mut next = KeyMap::clone(names);
+            next.insert(id, name.to_owned());
+            next
+        });
+    }
+
+    #[cold]
+    fn count_overflow(&self, key: u64, server: Option<(u64, &str)>) {
+        if let Some(cell) = self.overflow.load().get(&key) {
+            cell.count.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.note_server(server);
         let cell = Arc::new(CodeCell {
-            server_id: server.map_or(0, |(id, _)| id),
-            server: server.map_or_else(String::new, |(_, name)| name.to_owned()),
-            code,
             count: AtomicU64::new(0),
         });
         // Two workers may meet the same new pair at once: the second finds the first's cell.
-        self.codes.rcu(|map| {
+        self.overflow.rcu(|map| {
             if map.contains_key(&key) {
                 Arc::clone(map)
             } else {
-                let mut next = CodeMap::clone(map);
+                let mut next = KeyMap::clone(map);
                 next.insert(key, cell.clone());
                 Arc::new(next)
             }
         });
-        if let Some(cell) = self.codes.load().get(&key) {
+        if let Some(cell) = self.overflow.load().get(&key) {
             cell.count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Every `(server, code)` cell seen so far (for export; order unspecified).
-    pub fn cells(&self) -> Vec<Arc<CodeCell>> {
-        self.codes.load().values().cloned().collect()
+    /// Every `(server, code)` count so far (for export; order unspecified, a pair once).
+    pub fn counts(&self) -> Vec<CodeCount> {
+        let names = self.names.load();
+        let count = |key: u64, n: u64| {
+            let server_id = key >> 16;
+            CodeCount {
+                server_id,
+                server: names.get(&server_id).cloned().unwrap_or_default(),
+                code: (key & 0xffff) as u16,
+                count: n,
+            }
+        };
+        let mut out: Vec<CodeCount> = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let key = s.key.load(Ordering::Relaxed);
+                (key != 0).then(|| count(key, s.count.load(Ordering::Relaxed)))
+            })
+            .collect();
+        for (&key, cell) in self.overflow.load().iter() {
+            out.push(count(key, cell.count.load(Ordering::Relaxed)));
+        }
+        out
     }
 }
 
@@ -297,9 +379,9 @@ mod tests {
         r.record(Some((8, "b")), 503, Observation::of(Duration::from_millis(3)));
         r.record(None, 404, Observation::of(Duration::from_micros(100)));
         let mut cells: Vec<(String, u16, u64)> = r
-            .cells()
-            .iter()
-            .map(|c| (c.server.clone(), c.code, c.count.load(Ordering::Relaxed)))
+            .counts()
+            .into_iter()
+            .map(|c| (c.server, c.code, c.count))
             .collect();
         cells.sort();
         assert_eq!(
@@ -334,9 +416,32 @@ mod tests {
         for t in threads {
             t.join().expect("thread");
         }
-        let total: u64 = r.cells().iter().map(|c| c.count.load(Ordering::Relaxed)).sum();
+        let total: u64 = r.counts().iter().map(|c| c.count).sum();
         assert_eq!(total, 4000);
-        assert_eq!(r.cells().len(), 15);
+        assert_eq!(r.counts().len(), 15);
+    }
+
+    #[test]
+    fn pairs_beyond_the_table_overflow_into_the_map() {
+        let r = RouteStats::new("x", None);
+        let names: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+        for round in 0..3u64 {
+            for (i, name) in names.iter().enumerate() {
+                let id = i as u64 + 1;
+                r.record(Some((id, name)), 200, Observation::of(Duration::ZERO));
+                if round == 0 {
+                    r.record(Some((id, name)), 503, Observation::of(Duration::ZERO));
+                }
+            }
+        }
+        let counts = r.counts();
+        assert_eq!(counts.len(), 400);
+        let mut seen = std::collections::HashSet::new();
+        for c in &counts {
+            assert!(seen.insert((c.server_id, c.code)), "{c:?} twice");
+            assert_eq!(c.server, format!("s{}", c.server_id - 1));
+            assert_eq!(c.count, if c.code == 200 { 3 } else { 1 });
+        }
     }
 
     #[test]
