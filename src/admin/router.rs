@@ -120,7 +120,8 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
             )
         });
     }
-    if mutating(&method) {
+    // A ring plan is asked with POST but changes nothing: the status page previews with it.
+    if mutating(&method) && !matches!(endpoint, Endpoint::RingPlan(_)) {
         let snapshot = admin.engine.shared.snapshot.load();
         let token_env = &snapshot.config.admin.token_env;
         let token = std::env::var(token_env).ok();
