@@ -26,6 +26,7 @@ pub use load::{load, read};
 pub use route::derived_name as route_name;
 pub use summary::summary;
 pub use validate::conflicts as binds_conflict;
+pub(crate) use values::{host_port, is_valid_name};
 
 use std::fmt;
 

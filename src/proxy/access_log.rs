@@ -92,6 +92,9 @@ pub struct AccessRecord {
     pub upstream: Option<String>,
     /// Time until the upstream's response head.
     pub upstream_time: Option<Duration>,
+    /// Time from `start` to the end of the response, when already measured (by the live
+    /// figures, so that the clock is read once at the end).
+    pub total: Option<Duration>,
 }
 
 fn push_escaped(out: &mut String, bytes: &[u8], json: bool) {
@@ -189,7 +192,7 @@ impl AccessRecord {
     }
 
     fn total_secs(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        self.total.unwrap_or_else(|| self.start.elapsed()).as_secs_f64()
     }
 
     /// The `combined` line with `upstream= rt= urt= rid=` after it.
@@ -317,6 +320,7 @@ mod tests {
             status: 200,
             upstream: None,
             upstream_time: None,
+            total: None,
         };
         let line = record.json(0, true);
         let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");

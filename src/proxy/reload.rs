@@ -71,8 +71,10 @@ impl Engine {
         match config {
             Ok(config) => self.reload(config, source),
             Err(errors) => {
-                log_outcome(source, &Err(errors.clone()));
-                Err(errors)
+                let outcome = Err(errors);
+                self.count_reload(&outcome);
+                log_outcome(source, &outcome);
+                outcome
             }
         }
     }
@@ -91,8 +93,14 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let outcome = self.swap(config);
+        self.count_reload(&outcome);
         log_outcome(source, &outcome);
         outcome
+    }
+
+    /// Counts a reload by result for `ringway_reloads_total{result}`.
+    fn count_reload(&self, outcome: &Result<ReloadSummary, Vec<String>>) {
+        self.reloads[usize::from(outcome.is_err())].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn swap(&self, config: Config) -> Result<ReloadSummary, Vec<String>> {

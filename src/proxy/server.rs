@@ -272,6 +272,8 @@ pub struct Engine {
     pub(super) restart_only: super::reload::RestartOnly,
     /// The file reloads read, if the configuration came from one.
     pub config_path: Option<std::path::PathBuf>,
+    /// Reloads done and refused since start (`ringway_reloads_total{result}`).
+    pub reloads: [AtomicU64; 2],
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -359,6 +361,7 @@ impl Engine {
             workers,
             restart_only,
             config_path,
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             threads: std::sync::Mutex::new(handles),
         })
     }

@@ -18,7 +18,7 @@ use crate::balance::{self, Algorithm, Balancer, HashFunction, HashKey, Member, S
 use crate::config::{self, Config, HostPattern, RouteAction};
 use crate::route::{HostMatch, RouteKey, RouteTable};
 
-use super::stats::Histogram;
+use super::stats::{Histogram, RouteStats};
 
 /// Admin state of a server: takes traffic, finishes what it has, or takes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,8 @@ pub struct Server {
     pub runtime_added: AtomicBool,
     /// The weight was set through the admin API: a reload keeps it.
     pub weight_overridden: AtomicBool,
+    /// Being removed through the admin API: drained, and gone from its pool once idle.
+    pub removing: AtomicBool,
     /// Requests in flight now.
     pub in_flight: AtomicU64,
     /// Requests sent to this server since start.
@@ -171,6 +173,7 @@ impl Server {
             ramp: AtomicU32::new(RAMP_FULL),
             runtime_added: AtomicBool::new(false),
             weight_overridden: AtomicBool::new(false),
+            removing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -375,29 +378,33 @@ impl ServerLoads for PickView<'_> {
 }
 
 /// The servers already tried by one request (at most 11 attempts: retries are capped at 10).
+///
+/// Sized to the cap (and the count a byte): it lives in every forwarded request's boxed
+/// future, which is kept within mimalloc's 1 KiB small-block limit.
 #[derive(Debug, Default)]
 pub struct Tried {
-    ids: [u64; 12],
-    len: usize,
+    ids: [u64; 11],
+    len: u8,
 }
 
 impl Tried {
     /// Whether the server with this id was tried.
     pub fn contains(&self, id: u64) -> bool {
-        self.ids[..self.len].contains(&id)
+        self.ids[..self.len()].contains(&id)
     }
 
     /// Records a tried server.
     pub fn insert(&mut self, id: u64) {
-        if self.len < self.ids.len() && !self.contains(id) {
-            self.ids[self.len] = id;
+        let len = self.len();
+        if len < self.ids.len() && !self.contains(id) {
+            self.ids[len] = id;
             self.len += 1;
         }
     }
 
     /// How many servers were tried.
     pub fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 
     /// Whether no server was tried.
@@ -439,6 +446,8 @@ pub struct Route {
     pub prefix: String,
     /// What it does.
     pub target: RouteTarget,
+    /// Its live figures (kept across reloads while its name and pool stay).
+    pub stats: Arc<RouteStats>,
 }
 
 /// One immutable view of the configuration for the request path.
@@ -452,6 +461,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Pools by name.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// Figures of requests answered before any route matched (route "" in metrics).
+    pub unrouted: Arc<RouteStats>,
 }
 
 fn algorithm_of(b: &config::Balance) -> (Algorithm, Option<(HashKey, HashFunction)>) {
@@ -633,10 +644,22 @@ impl Snapshot {
                 }
                 RouteAction::Static { dir } => RouteTarget::Static { dir: dir.clone() },
             };
+            let pool = match &r.action {
+                RouteAction::Pool { pool, .. } => Some(pool.as_str()),
+                _ => None,
+            };
+            let stats = previous
+                .and_then(|s| {
+                    s.routes
+                        .iter()
+                        .find(|o| o.name == r.name && o.stats.pool.as_deref() == pool)
+                })
+                .map_or_else(|| Arc::new(RouteStats::new(&r.name, pool)), |o| o.stats.clone());
             routes.push(Route {
                 name: r.name.clone(),
                 prefix: r.path.clone(),
                 target,
+                stats,
             });
         }
         if !errors.is_empty() {
@@ -646,6 +669,7 @@ impl Snapshot {
             table: RouteTable::new(&keys),
             routes,
             pools,
+            unrouted: previous.map_or_else(|| Arc::new(RouteStats::new("", None)), |s| s.unrouted.clone()),
             config: Arc::new(config),
         })
     }
