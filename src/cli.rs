@@ -38,6 +38,7 @@ pub fn pool(name: &str, balance: Balance, servers: Vec<ServerConfig>) -> PoolCon
         max_conns: 0,
         health: None,
         passive: None,
+        slow_start: None,
     }
 }
 
@@ -153,14 +154,10 @@ impl Signals {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
-                    _ = hup.recv() => match engine.reload_from_file() {
-                        Ok(_) => tracing::info!("configuration reloaded"),
-                        Err(errors) => {
-                            for e in errors {
-                                tracing::error!("reload refused: {e}");
-                            }
-                        }
-                    },
+                    // The engine logs the outcome.
+                    _ = hup.recv() => {
+                        let _ = engine.reload_from_file("SIGHUP");
+                    }
                 }
             }
             tracing::info!("shutting down: finishing in-flight requests");
@@ -172,20 +169,42 @@ impl Signals {
 
 /// `ringway ring -c FILE --pool NAME`: the members and ring settings of a configured pool.
 pub fn pool_source(path: &Path, pool: &str) -> Result<crate::ring_cmd::PoolSource, String> {
-    let config = crate::config::load(path).map_err(|errs| {
+    // Only the pool is needed: the files the configuration names may live on another machine.
+    let config = crate::config::read(path).map_err(|errs| {
         errs.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    let hashed: Vec<&str> = config
+        .pools
+        .iter()
+        .filter(|p| matches!(p.balance, Balance::ConsistentHash(_) | Balance::Maglev(_)))
+        .map(|p| p.name.as_str())
+        .collect();
+    let which = if hashed.is_empty() {
+        format!("{} has no hashed pool", path.display())
+    } else {
+        format!("hashed pools in {}: {}", path.display(), hashed.join(", "))
+    };
     let p = config
         .pools
         .iter()
         .find(|p| p.name == pool)
-        .ok_or_else(|| format!("no pool `{pool}` in {}", path.display()))?;
+        .ok_or_else(|| format!("no pool `{pool}` in {}; {which}", path.display()))?;
     let (vnodes, hash) = match &p.balance {
         Balance::ConsistentHash(h) | Balance::Maglev(h) => (h.vnodes, h.hash),
-        _ => (160, HashFn::Xxh3),
+        Balance::RoundRobin | Balance::LeastRequests | Balance::RandomTwo => {
+            let alg = match p.balance {
+                Balance::RoundRobin => "round_robin",
+                Balance::LeastRequests => "least_requests",
+                _ => "random_two",
+            };
+            return Err(format!(
+                "pool `{pool}` balances with {alg}, which does not hash keys: `ringway ring` \
+                 plans consistent_hash and maglev pools ({which})"
+            ));
+        }
     };
     Ok(crate::ring_cmd::PoolSource {
         members: p
@@ -204,8 +223,50 @@ pub fn pool_source(path: &Path, pool: &str) -> Result<crate::ring_cmd::PoolSourc
     })
 }
 
+/// Prints configuration errors as `ringway check` does: one per line, then how many.
+pub fn print_config_errors(errors: &[crate::config::ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    print_error_count(errors.len());
+}
+
+fn print_error_count(n: usize) {
+    eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+}
+
 /// `ringway reload`: POST /api/v1/reload to a running instance's admin interface.
-pub fn send_reload(admin: &str) -> ExitCode {
+///
+/// The address is `--admin`, else `[admin] listen` of `-c FILE` (default `ringway.toml`); the
+/// bearer token comes from the variable named by the file's `[admin] token_env`.
+pub fn send_reload(admin: Option<&str>, config: Option<&Path>) -> ExitCode {
+    let file = config.or_else(|| admin.is_none().then_some(Path::new("ringway.toml")));
+    let loaded = match file.map(crate::config::read) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(errors)) => {
+            print_config_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = match (admin, &loaded) {
+        (Some(url), _) => url.to_string(),
+        (None, Some(c)) => match admin_url(c.admin.listen) {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!("ringway: give --admin URL or -c FILE");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token_env = loaded
+        .as_ref()
+        .map_or("RINGWAY_ADMIN_TOKEN", |c| c.admin.token_env.as_str());
+    let token = std::env::var(token_env).ok().filter(|t| !t.is_empty());
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -213,20 +274,127 @@ pub fn send_reload(admin: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(crate::admin::client::post(admin, "/api/v1/reload")) {
-        Ok((status, body)) => {
-            println!("{}", body.trim_end());
-            if status == 200 {
+    match rt.block_on(crate::admin::client::post(
+        &base,
+        "/api/v1/reload",
+        token.as_deref(),
+    )) {
+        Ok((status, body)) => match reload_report(status, &body) {
+            Ok(text) => {
+                print!("{text}");
                 ExitCode::SUCCESS
-            } else {
+            }
+            Err(ReloadFailure::Refused(errors)) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                print_error_count(errors.len());
                 ExitCode::FAILURE
             }
-        }
+            Err(ReloadFailure::Other(message)) => {
+                eprintln!("ringway: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
-            eprintln!("ringway: cannot reach {admin}: {e}");
+            eprintln!("ringway: cannot reach {base}: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The URL to reach an admin interface listening on `listen` from this host.
+fn admin_url(listen: SocketAddr) -> Result<String, String> {
+    if listen.port() == 0 {
+        return Err(format!(
+            "[admin] listen is {listen}: the port is picked at start, so it cannot be read from \
+             the file; pass --admin http://ADDRESS:PORT"
+        ));
+    }
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(format!("http://{}", SocketAddr::new(ip, listen.port())))
+}
+
+/// Why `ringway reload` failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadFailure {
+    /// The configuration was refused: every error, `file:line:col: message`.
+    Refused(Vec<String>),
+    /// Anything else (no token, not an admin interface, ...).
+    Other(String),
+}
+
+/// What `ringway reload` prints for the admin interface's answer: the summary (stdout), or why
+/// it failed.
+pub fn reload_report(status: u16, body: &str) -> Result<String, ReloadFailure> {
+    use std::fmt::Write as _;
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let Some(v) = json else {
+        return Err(ReloadFailure::Other(format!(
+            "unexpected answer {status}: {}",
+            body.trim_end()
+        )));
+    };
+    if status != 200 {
+        let errors: Vec<String> = v["error"]["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if status == 422 && !errors.is_empty() {
+            return Err(ReloadFailure::Refused(errors));
+        }
+        let message = v["error"]["message"].as_str().unwrap_or("no message");
+        return Err(ReloadFailure::Other(format!(
+            "reload failed ({status}): {message}"
+        )));
+    }
+    let mut out = format!(
+        "reloaded: {} routes, {} pools\n",
+        v["routes"].as_u64().unwrap_or(0),
+        v["pools"].as_u64().unwrap_or(0)
+    );
+    let l = &v["listeners"];
+    let list = |key: &str| l[key].as_array().cloned().unwrap_or_default();
+    for a in list("added") {
+        let _ = writeln!(
+            out,
+            "  listener {} added on {}",
+            text(&a["name"]),
+            text(&a["bind"])
+        );
+    }
+    for r in list("removed") {
+        let _ = writeln!(
+            out,
+            "  listener {} on {} removed",
+            text(&r["name"]),
+            text(&r["bind"])
+        );
+    }
+    for r in list("rebound") {
+        let _ = writeln!(
+            out,
+            "  listener {} moved from {} to {}",
+            text(&r["name"]),
+            text(&r["from"]),
+            text(&r["to"])
+        );
+    }
+    for c in list("changed") {
+        let _ = writeln!(out, "  listener {} settings changed", text(&c));
+    }
+    for n in v["notes"].as_array().cloned().unwrap_or_default() {
+        let _ = writeln!(out, "  not applied: {}", text(&n));
+    }
+    Ok(out)
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
 
 /// `ringway demo`: three rooms services on loopback behind a balancer on `port`, the status

@@ -61,9 +61,14 @@ enum Command {
     Ring(ringway::ring_cmd::RingArgs),
     /// Ask a running instance to reload its configuration (same as SIGHUP).
     Reload {
-        /// The instance's admin address.
-        #[arg(long, default_value = "http://127.0.0.1:9090")]
-        admin: String,
+        /// The instance's admin address, e.g. http://127.0.0.1:9090 [default: `[admin] listen`
+        /// of the configuration file].
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+        /// The instance's configuration file, for its admin address and token variable
+        /// [default: ringway.toml when --admin is not given].
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -77,25 +82,21 @@ enum BalanceArg {
     Maglev,
 }
 
+/// Logs go to standard error, coloured only when it is a terminal (and `NO_COLOR` is not set):
+/// a file or a pipe gets plain text.
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
 }
 
-fn print_errors(errors: &[config::ConfigError]) {
-    for e in errors {
-        eprintln!("{e}");
-    }
-    eprintln!(
-        "{} error{} found",
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
-}
+use ringway::cli::print_config_errors as print_errors;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -149,7 +150,7 @@ fn main() -> ExitCode {
         ),
         Command::Demo { port, admin_port } => ringway::cli::demo(port, admin_port),
         Command::Ring(args) => ringway::ring_cmd::run(&args, &ringway::cli::pool_source),
-        Command::Reload { admin } => ringway::cli::send_reload(&admin),
+        Command::Reload { admin, config } => ringway::cli::send_reload(admin.as_deref(), config.as_deref()),
     }
 }
 
@@ -184,7 +185,7 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
             return ExitCode::FAILURE;
         }
     };
-    for (name, addr) in &engine.listeners {
+    for (name, addr) in engine.listeners() {
         tracing::info!("listener `{name}` on http://{addr}");
     }
     let engine = std::sync::Arc::new(engine);

@@ -23,7 +23,7 @@ pub const MAX_CLI_VNODES: u32 = 10_000;
 pub const MAX_CLI_POINTS: u64 = 4_000_000;
 
 const USAGE: &str = "usage: ringway ring (--servers A,B,... | -c FILE --pool NAME) [--vnodes N] \
-[--hash xxh3|sha1-28] [--add A,B,...] [--remove A,...] [--format table|json]";
+[--hash xxh3|sha1-28] [--add A,B,...] [--remove A,...] [--summary] [--format table|json]";
 
 /// Flags of `ringway ring`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -57,6 +57,9 @@ pub struct RingArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = RingFormat::Table)]
     pub format: RingFormat,
+    /// Only the shares and the migration, without the routing tables.
+    #[arg(long)]
+    pub summary: bool,
 }
 
 /// Output format of `ringway ring`.
@@ -173,7 +176,9 @@ pub fn render(
     }
     let plan = planner::plan(&members, &add, &remove, vnodes, hash).map_err(usage)?;
     match args.format {
+        RingFormat::Table if args.summary => Ok(planner::render_summary(&plan)),
         RingFormat::Table => Ok(planner::render_text(&plan)),
+        RingFormat::Json if args.summary => summary_json(&plan).map_err(RingError::Config),
         RingFormat::Json => planner::render_json(&plan)
             .map(|mut s| {
                 s.push('\n');
@@ -181,6 +186,49 @@ pub fn render(
             })
             .map_err(RingError::Config),
     }
+}
+
+/// A ring without its routing tables.
+#[derive(serde::Serialize)]
+struct RingSummary<'a> {
+    hash: &'a str,
+    vnodes: u32,
+    max_hash: u64,
+    servers: &'a [planner::ServerTotal],
+}
+
+/// A plan without the rings' routing tables.
+#[derive(serde::Serialize)]
+struct PlanSummary<'a> {
+    before: RingSummary<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<RingSummary<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migration: Option<&'a planner::Migration>,
+}
+
+/// The plan as JSON without the rings' `partitions` and `simplified` tables (counts stay exact
+/// integers: serialized straight to text, never through `f64`).
+fn summary_json(plan: &planner::Plan) -> Result<String, String> {
+    fn ring(t: &planner::RingTable) -> RingSummary<'_> {
+        RingSummary {
+            hash: t.hash,
+            vnodes: t.vnodes,
+            max_hash: t.max_hash,
+            servers: &t.servers,
+        }
+    }
+    let summary = PlanSummary {
+        before: ring(&plan.before),
+        after: plan.after.as_ref().map(ring),
+        migration: plan.migration.as_ref(),
+    };
+    serde_json::to_string_pretty(&summary)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| format!("cannot render the plan as JSON: {e}"))
 }
 
 /// Members of weight 1 from a comma-separated flag; empty names are refused.
@@ -324,6 +372,54 @@ mod tests {
             out.starts_with("2 servers, 3 points per unit of weight, 9 points, hash xxh3"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn summary_leaves_out_the_tables() {
+        let full = output(&["--servers", "a,b", "--vnodes", "5", "--add", "c"]).expect("plan");
+        let summary =
+            output(&["--servers", "a,b", "--vnodes", "5", "--add", "c", "--summary"]).expect("plan");
+        assert!(full.contains("Routing table:"), "{full}");
+        assert!(!summary.contains("Routing table:"), "{summary}");
+        assert!(!summary.contains("Simplified routing table:"), "{summary}");
+        assert!(!summary.contains(" --> a-"), "{summary}");
+        assert_eq!(summary.matches("Shares:").count(), 2, "{summary}");
+        assert!(summary.contains("Migration:"), "{summary}");
+        assert!(
+            summary.contains("Nothing moves between two servers that stay."),
+            "{summary}"
+        );
+        // Every line of the summary is in the full output.
+        assert!(summary.lines().all(|l| full.lines().any(|f| f == l)), "{summary}");
+
+        // One server owns all 2^64 hashes of xxh3: the count must stay an exact integer.
+        let json = output(&["--servers", "a", "--summary", "--format", "json"]).expect("plan");
+        assert!(json.contains("\"hashes\": 18446744073709551616"), "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert!(v["before"].get("partitions").is_none(), "{v}");
+        assert!(v["before"].get("simplified").is_none(), "{v}");
+        assert_eq!(v["before"]["servers"][0]["share"], 1.0);
+        let json = output(&[
+            "--servers",
+            "a,b",
+            "--remove",
+            "b",
+            "--summary",
+            "--format",
+            "json",
+        ])
+        .expect("plan");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(v["migration"]["removed"][0], "b");
+        assert!(v["after"].get("partitions").is_none(), "{v}");
+    }
+
+    #[test]
+    fn an_unknown_remove_lists_the_servers() {
+        match output(&["--servers", "a,b", "--remove", "c"]) {
+            Err(RingError::Usage(m)) => assert!(m.contains("(a, b)"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -209,6 +209,7 @@ async fn json_lines_parse_with_the_right_fields() {
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert_eq!(v["remote_addr"], "127.0.0.1", "{line}");
             assert_eq!(v["method"], "GET", "{line}");
+            assert_eq!(v["host"], "127.0.0.1", "the host routed on, without port: {line}");
             assert_eq!(v["uri"], s.path.as_str(), "{line}");
             assert_eq!(v["protocol"], "HTTP/1.1", "{line}");
             assert_eq!(v["status"], s.status, "{line}");

@@ -256,13 +256,20 @@ async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
 #[tokio::test]
 async fn check_refuses_settings_this_version_cannot_honour() {
     bounded(async {
-        let path = temp_file(
-            "tls",
-            br#"
+        // The certificate files exist: what is refused is TLS itself.
+        let cert = temp_file("tls-cert", b"cert");
+        let key = temp_file("tls-key", b"key");
+        let name = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .expect("file name")
+                .to_owned()
+        };
+        let text = r#"
 [[listener]]
 name = "web"
 bind = "127.0.0.1:0"
-tls = { cert = "site.pem", key = "site.key" }
+tls = { cert = "CERT", key = "KEY" }
 
 [[route]]
 name = "all"
@@ -271,16 +278,18 @@ pool = "app"
 [pool.app]
 servers = ["127.0.0.1:9001"]
 health = { path = "/healthz" }
-"#,
-        );
+"#
+        .replace("CERT", &name(&cert))
+        .replace("KEY", &name(&key));
+        let path = temp_file("tls", text.as_bytes());
         let out = check(&path).await;
+        let _ = std::fs::remove_file(&cert);
+        let _ = std::fs::remove_file(&key);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
         assert!(stderr.contains("TLS is not supported"), "{stderr}");
-        assert!(
-            stderr.contains("warning: pool `app`: active health checks"),
-            "{stderr}"
-        );
+        // Health checks run now: nothing to warn about.
+        assert!(!stderr.contains("health"), "{stderr}");
     })
     .await
 }
@@ -305,6 +314,9 @@ balance = "consistent_hash"
 hash = "sha1-28"
 vnodes = 5
 servers = [{ address = "127.0.0.1:11211", name = "server-a" }, { address = "127.0.0.1:11212", name = "server-b" }]
+
+[pool.web]
+servers = ["127.0.0.1:8001"]
 "#,
         );
         let ring = |args: &'static [&'static str]| {
@@ -330,7 +342,298 @@ servers = [{ address = "127.0.0.1:11211", name = "server-a" }, { address = "127.
 
         let missing = ring(&["--pool", "nope"]).await;
         assert_eq!(missing.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&missing.stderr).contains("no pool `nope`"));
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert!(stderr.contains("no pool `nope`"), "{stderr}");
+        assert!(stderr.contains(": cache"), "the hashed pools are listed: {stderr}");
+
+        // --summary: the shares and the migration, without the tables.
+        let out = ring(&["--pool", "cache", "--add", "server-c", "--summary"]).await;
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{summary}");
+        assert!(!summary.contains("Routing table"), "{summary}");
+        assert!(!summary.contains("-->  "), "{summary}");
+        assert_eq!(summary.matches("Shares:").count(), 2, "{summary}");
+        assert!(summary.contains("84970214 hashes move, 31.654% of the hash space"), "{summary}");
+        assert!(summary.lines().count() < 30, "{summary}");
+
+        // A pool that does not hash: said so, exit 1.
+        let out = ring(&["--pool", "web"]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("pool `web` balances with round_robin"), "{stderr}");
+        assert!(stderr.contains(": cache"), "{stderr}");
+        assert!(out.stdout.is_empty());
+
+        // An unknown --remove lists the servers there are.
+        let out = ring(&["--pool", "cache", "--remove", "server-z"]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("\"server-z\""), "{stderr}");
+        assert!(stderr.contains("(server-a, server-b)"), "{stderr}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn check_and_run_refuse_an_access_log_in_a_missing_directory() {
+    bounded(async {
+        let text = br#"[log]
+access = "ringway-no-such-dir/access.log"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+
+[[route]]
+pool = "app"
+
+[pool.app]
+servers = ["127.0.0.1:9001"]
+"#;
+        let path = temp_file("logdir", text);
+        let name = path.display().to_string();
+        let run = Command::new(BIN)
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output();
+        let run = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("run refuses at once")
+            .expect("run ringway run");
+        let out = check(&path).await;
+        for (what, out) in [("check", out), ("run", run)] {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}:2:1: ")))
+                .unwrap_or_else(|| panic!("{what}: no error at 2:1:\n{stderr}"));
+            assert!(
+                line.contains("ringway-no-such-dir does not exist"),
+                "{what}: {line}"
+            );
+        }
+    })
+    .await
+}
+
+/// A free port on 127.0.0.1 (bound, then closed).
+fn free_port() -> u16 {
+    dead_addr()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+#[tokio::test]
+async fn reload_command_reads_the_file_sends_the_token_and_prints_errors() {
+    bounded(async {
+        let backend = Backend::start("r").await;
+        let admin_port = free_port();
+        let token_env = format!("RINGWAY_TEST_TOKEN_{}", std::process::id());
+        let good = |admin_port: u16, listen_port: u16, log: &str| {
+            format!(
+                r#"workers = 1
+shutdown_grace = "2s"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token_env = "{token_env}"
+
+[log]
+access = "{log}"
+
+[[listener]]
+name = "main"
+bind = "127.0.0.1:{listen_port}"
+
+[[route]]
+pool = "app"
+
+[pool.app]
+servers = ["{}"]
+"#,
+                backend.address()
+            )
+        };
+        let path = temp_file("reload-cmd", good(admin_port, 0, "off").as_bytes());
+        let name = path.display().to_string();
+        let mut child = ringway_command()
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .env(&token_env, "sesame")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringway run");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut listen = None;
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("stderr")
+                .expect("ringway exited early");
+            if line.contains("listener `main`") {
+                listen = address_after(&line, "http://");
+            }
+            if line.contains("admin interface") {
+                break;
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let listen_port: u16 = listen
+            .and_then(|l| l.rsplit(':').next().and_then(|p| p.parse().ok()))
+            .expect("listener port");
+        let reload = |args: Vec<String>, token: Option<&'static str>| {
+            let mut c = Command::new(BIN);
+            c.arg("reload")
+                .args(args)
+                .env("NO_COLOR", "1")
+                .env_remove(&token_env);
+            if let Some(t) = token {
+                c.env(&token_env, t);
+            }
+            async move {
+                let out = tokio::time::timeout(Duration::from_secs(10), c.output())
+                    .await
+                    .expect("reload answers")
+                    .expect("run ringway reload");
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            }
+        };
+        let with_file = || vec!["-c".to_string(), name.clone()];
+
+        // The admin address comes from the file; without the token: 401, exit 1.
+        let (code, _, stderr) = reload(with_file(), None).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("401"), "{stderr}");
+        // With the token from the variable the file names.
+        let (code, stdout, stderr) = reload(with_file(), Some("sesame")).await;
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(stdout.starts_with("reloaded: 1 routes, 1 pools"), "{stdout}");
+
+        // A file the instance refuses (its log directory is missing): the errors as check prints them.
+        std::fs::write(&path, good(admin_port, listen_port, "no-such-dir-r/a.log")).expect("write");
+        let (code, stdout, stderr) = reload(with_file(), Some("sesame")).await;
+        assert_eq!(code, Some(1), "{stdout}{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}:9:1: ")) && l.contains("no-such-dir-r")),
+            "{stderr}"
+        );
+        assert!(stderr.lines().any(|l| l == "1 error found"), "{stderr}");
+        assert!(!stderr.contains("{\""), "no raw JSON: {stderr}");
+
+        // A file that does not parse: the same errors, found before asking.
+        std::fs::write(&path, "workers = 0\n").expect("write");
+        let (code, _, stderr) = reload(with_file(), Some("sesame")).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}:1:11: `workers`"))),
+            "{stderr}"
+        );
+
+        // What a reload cannot apply is said: a new admin address (reached at the old one).
+        std::fs::write(&path, good(free_port(), listen_port, "off")).expect("write");
+        let mut args = with_file();
+        args.extend(["--admin".to_string(), format!("http://127.0.0.1:{admin_port}")]);
+        let (code, stdout, stderr) = reload(args, Some("sesame")).await;
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(stdout.contains("not applied: [admin] listen changed"), "{stdout}");
+
+        let pid = child.id().expect("pid").to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .await
+                .expect("kill")
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait");
+        assert_eq!(status.code(), Some(0));
+        let _ = std::fs::remove_file(&path);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_second_process_on_a_served_port_is_refused_and_logs_have_no_colour_in_a_pipe() {
+    bounded(async {
+        let backend = Backend::start("first").await;
+        // NO_COLOR unset: plain text must come from stderr being a pipe, not from the variable.
+        let proxy = |listen: &str| {
+            let mut c = Command::new(BIN);
+            c.args(["proxy", "--threads", "2", "--listen", listen, "--to"])
+                .arg(backend.address())
+                .env_remove("NO_COLOR")
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            c
+        };
+        let mut first = proxy("127.0.0.1:0").spawn().expect("spawn first ringway");
+        let mut lines = BufReader::new(first.stderr.take().expect("stderr")).lines();
+        let line = lines
+            .next_line()
+            .await
+            .expect("stderr")
+            .expect("ringway exited before listening");
+        assert!(!line.contains('\u{1b}'), "ANSI codes in a pipe: {line:?}");
+        let addr = address_after(&line, "http://").expect("listener address");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let second = tokio::time::timeout(Duration::from_secs(10), proxy(&addr).output())
+            .await
+            .expect("the second one gives up at once")
+            .expect("run the second ringway");
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("address already in use"), "{stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+
+        // Every request still reaches the first one.
+        let client = client();
+        for _ in 0..20 {
+            let r = send(client.get(format!("http://{addr}/x"))).await;
+            assert_eq!(r.backend(), "first");
+        }
+        let pid = first.id().expect("pid").to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .await
+                .expect("kill")
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(10), first.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait");
+        assert_eq!(status.code(), Some(0));
     })
     .await
 }

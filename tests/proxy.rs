@@ -538,6 +538,25 @@ async fn graceful_stop_finishes_the_request_in_flight() {
 }
 
 #[tokio::test]
+async fn graceful_stop_is_not_held_by_a_connection_that_never_spoke() {
+    bounded(async {
+        let backend = Backend::start("quiet").await;
+        let proxy = Proxy::start(one_pool(Balance::RoundRobin, &addrs(&[&backend])));
+        // Browsers and HTTP clients open spare connections and may send nothing on them.
+        let silent = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+        assert_eq!(send(client().get(proxy.url("/one"))).await.status, 200);
+        proxy.shutdown();
+        let took = proxy.wait().await;
+        assert!(
+            took < Duration::from_secs(2),
+            "a silent connection held the stop for {took:?} (header timeout 10 s)"
+        );
+        drop(silent);
+    })
+    .await
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge_is_forwarded_as_http1() {
     bounded(async {
         let backend = Backend::start("h2").await;

@@ -6,11 +6,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use common::*;
 use ringway::config::Balance;
-use ringway::proxy::Engine;
 
 /// The namespace of SVG elements: a name, never fetched.
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
@@ -72,21 +70,16 @@ fn api_calls(js: &str) -> Vec<(&str, &str)> {
     out
 }
 
-fn start_admin() -> (Arc<Engine>, SocketAddr) {
-    let mut config = one_pool(Balance::RoundRobin, &[dead_addr()]);
-    config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let engine = Arc::new(Engine::start(config, Some(1), None).expect("engine starts"));
-    let admin = ringway::admin::start(engine.clone()).expect("admin starts");
-    (engine, admin)
-}
-
 #[tokio::test]
 async fn status_page_is_self_contained_and_talks_only_to_the_api() {
     bounded(async {
-        let (engine, admin) = start_admin();
+        let mut config = one_pool(Balance::RoundRobin, &[dead_addr()]);
+        config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let proxy = Proxy::start(config);
+        let admin = proxy.start_admin();
         let client = client();
 
-        let page = fetch(&client, format!("http://{admin}/")).await;
+        let page = fetch(&client, format!("{admin}/")).await;
         assert_eq!(page.status, 200);
         assert!(
             page.content_type.starts_with("text/html"),
@@ -127,7 +120,7 @@ async fn status_page_is_self_contained_and_talks_only_to_the_api() {
         assert!(html.contains("<script type=\"module\" src=\"/status.js\"></script>"));
         assert!(linked.contains(&"/status.css") && linked.contains(&"/status.js"));
 
-        let css = fetch(&client, format!("http://{admin}/status.css")).await;
+        let css = fetch(&client, format!("{admin}/status.css")).await;
         assert_eq!(css.status, 200);
         assert!(css.content_type.starts_with("text/css"), "{}", css.content_type);
         assert_eq!(css.cache_control, "no-store");
@@ -139,7 +132,7 @@ async fn status_page_is_self_contained_and_talks_only_to_the_api() {
         let mut modules = vec!["/status.js".to_owned()];
         let mut i = 0;
         while i < modules.len() {
-            let module = fetch(&client, format!("http://{admin}{}", modules[i])).await;
+            let module = fetch(&client, format!("{admin}{}", modules[i])).await;
             assert_eq!(module.status, 200, "{}", modules[i]);
             assert!(
                 module.content_type.starts_with("text/javascript"),
@@ -211,9 +204,9 @@ async fn status_page_is_self_contained_and_talks_only_to_the_api() {
         assert!(js.contains("sessionStorage") && !js.contains("localStorage"));
         assert!(!js.contains("document.cookie"));
 
-        let other = fetch(&client, format!("http://{admin}/status.html")).await;
+        let other = fetch(&client, format!("{admin}/status.html")).await;
         assert_eq!(other.status, 404, "only the page's own files are served");
-        engine.shutdown();
+        proxy.stop().await;
     })
     .await
 }

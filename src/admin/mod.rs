@@ -1,32 +1,64 @@
-//! The admin interface on `[admin].listen`: status page, `/healthz`, pools as JSON, reload.
+//! The admin interface on `[admin].listen`: status page, `/healthz`, `/metrics` and the REST
+//! API of DESIGN.md section 5 (docs/api.md).
 //!
-//! Owns: the admin HTTP server (its own thread and runtime, so a busy proxy never starves it)
-//! and the JSON views of the live state. Must not touch the request path.
-//! The rest of DESIGN.md section 5 (server PATCH/POST/DELETE, ring, maintenance, /metrics)
-//! builds on this module.
+//! Owns: the admin HTTP server (its own thread and runtime, so a busy proxy never starves it;
+//! a header timeout and a body limit, so a slow or hostile client cannot hold it), the sampler
+//! task, and the modules below: `router` (endpoints), `http` (JSON in and out, errors, auth),
+//! `views` (JSON of the live state), `mutations` (server changes), `ring` (ring endpoints),
+//! `metrics` (Prometheus), `sampler` (live figures), `status_page`, `reload`.
+//! Must not touch: the request path, beyond the atomics and member swaps of `proxy::state`.
 
 pub mod client;
+mod http;
+mod metrics;
+mod mutations;
 mod reload;
+mod ring;
+mod router;
+mod sampler;
 mod status_page;
+mod views;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+
+pub(crate) use http::json_response;
+use sampler::Sampler;
 
 use crate::proxy::Engine;
-use crate::proxy::state::{Pool, Snapshot};
+
+/// Time a client has to send a whole request head (a slowloris is cut off after it).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the admin handlers share.
+struct Admin {
+    engine: Arc<Engine>,
+    sampler: Arc<Sampler>,
+    registry: Registry,
+    started_at: SystemTime,
+    bound: SocketAddr,
+    hostname: String,
+}
+
+/// This machine's host name (Linux), or `HOSTNAME`, or "localhost".
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
 
 /// Starts the admin server on the configured address; returns the bound address.
 pub fn start(engine: Arc<Engine>) -> std::io::Result<SocketAddr> {
+    let started_at = SystemTime::now();
     let addr = engine.shared.snapshot.load().config.admin.listen;
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
@@ -34,6 +66,14 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<SocketAddr> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let admin = Arc::new(Admin {
+        registry: metrics::registry(engine.clone()),
+        sampler: Arc::new(Sampler::default()),
+        engine,
+        started_at,
+        bound,
+        hostname: hostname(),
+    });
     std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
@@ -45,114 +85,55 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<SocketAddr> {
                         return;
                     }
                 };
-                loop {
-                    let (stream, _) = match listener.accept().await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!("admin accept failed: {e}");
-                            continue;
-                        }
-                    };
-                    let engine = engine.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let engine = engine.clone();
-                            async move { Ok::<_, Infallible>(handle(req, &engine).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
+                tokio::spawn(sample_every(admin.clone()));
+                serve(listener, admin).await;
             });
         })?;
     tracing::info!("admin interface on http://{bound}");
     Ok(bound)
 }
 
-pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        &json!({"error": {"status": status.as_u16(), "message": message}}),
-    )
-}
-
-fn authorized(req: &Request<Incoming>, snapshot: &Snapshot) -> bool {
-    let Ok(token) = std::env::var(&snapshot.config.admin.token_env) else {
-        return true;
-    };
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == token)
-}
-
-async fn handle(req: Request<Incoming>, engine: &Engine) -> Response<Full<Bytes>> {
-    let snapshot = engine.shared.snapshot.load_full();
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (req.method(), segments.as_slice()) {
-        (&Method::GET, [name]) if status_page::serves(name) => status_page::response(name),
-        (&Method::GET, ["healthz"]) => {
-            if engine.shared.shutting_down.load(Ordering::Relaxed) {
-                error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
-            } else {
-                json_response(StatusCode::OK, &json!({"status": "ok"}))
-            }
-        }
-        (&Method::GET, ["api", "v1", "pools"]) => {
-            let mut names: Vec<&String> = snapshot.pools.keys().collect();
-            names.sort();
-            let pools: Vec<Value> = names
-                .iter()
-                .filter_map(|n| snapshot.pools.get(*n))
-                .map(|p| pool_json(p))
-                .collect();
-            json_response(StatusCode::OK, &json!({ "pools": pools }))
-        }
-        (&Method::GET, ["api", "v1", "pools", name]) => match snapshot.pools.get(*name) {
-            Some(p) => json_response(StatusCode::OK, &pool_json(p)),
-            None => error(StatusCode::NOT_FOUND, &format!("no pool `{name}`")),
-        },
-        (&Method::POST, ["api", "v1", "reload"]) => {
-            if !authorized(&req, &snapshot) {
-                return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
-            }
-            reload::answer(engine)
-        }
-        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+/// Takes a sample now (the baseline) and then every [`sampler::SAMPLE_EVERY`].
+async fn sample_every(admin: Arc<Admin>) {
+    let mut every = tokio::time::interval(sampler::SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let snapshot = admin.engine.shared.snapshot.load_full();
+        admin
+            .sampler
+            .sample(&snapshot, std::time::Instant::now(), SystemTime::now());
     }
 }
 
-/// A pool with its servers and live figures.
-pub fn pool_json(p: &Pool) -> Value {
-    let members = p.members.load();
-    let servers: Vec<Value> = members
-        .servers
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s.name,
-                "address": s.address,
-                "weight": s.weight(),
-                "state": s.admin_state().as_str(),
-                "health": if s.is_up() { "up" } else { "down" },
-                "in_flight": s.in_flight.load(Ordering::Relaxed),
-                "requests": s.requests.load(Ordering::Relaxed),
-                "failures": s.failures.load(Ordering::Relaxed),
-            })
-        })
-        .collect();
-    json!({ "name": p.name, "balance": format!("{:?}", p.settings.algorithm), "servers": servers })
+async fn serve(listener: tokio::net::TcpListener, admin: Arc<Admin>) {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors and the like: back off a little and go on.
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let admin = admin.clone();
+        let conn = http1.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(router::handle(req, &admin).await) }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("admin connection: {e}");
+            }
+        });
+    }
 }

@@ -10,12 +10,19 @@ use serde_json::json;
 use super::json_response;
 use crate::proxy::Engine;
 
-/// Reloads from the file; 200 with a summary, or 422 with every error (the old config serves on).
+/// Reloads from the file; 200 with a summary (counts, listener changes, and `notes` on what the
+/// reload did not apply), or 422 with every error (the old config serves on).
 pub fn answer(engine: &Engine) -> Response<Full<Bytes>> {
-    match engine.reload_from_file() {
+    match engine.reload_from_file("api") {
         Ok(s) => json_response(
             StatusCode::OK,
-            &json!({"result": "reloaded", "routes": s.routes.len(), "pools": s.pools.len()}),
+            &json!({
+                "result": "reloaded",
+                "routes": s.routes,
+                "pools": s.pools,
+                "listeners": s.listeners,
+                "notes": s.notes,
+            }),
         ),
         Err(errors) => json_response(
             StatusCode::UNPROCESSABLE_ENTITY,

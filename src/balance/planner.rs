@@ -293,7 +293,11 @@ pub fn plan(
     check_names(remove.iter().map(String::as_str), "--remove server")?;
     for name in remove {
         if !members.iter().any(|m| &m.name == name) {
-            return Err(format!("cannot remove {name:?}: it is not in the server set"));
+            let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            return Err(format!(
+                "cannot remove {name:?}: it is not in the server set ({})",
+                names.join(", ")
+            ));
         }
     }
     for m in add {
@@ -342,7 +346,13 @@ fn hash_width(max_hash: u64) -> usize {
 
 /// The tables of one ring as text.
 pub fn render_table(table: &RingTable, out: &mut String) {
-    let width = hash_width(table.max_hash);
+    render_header(table, out);
+    render_tables(table, out);
+    render_shares(table, out);
+}
+
+/// The header line of a ring: servers, points, hash.
+fn render_header(table: &RingTable, out: &mut String) {
     let servers = table.servers.len();
     let _ = writeln!(
         out,
@@ -353,6 +363,11 @@ pub fn render_table(table: &RingTable, out: &mut String) {
         table.hash,
         table.max_hash,
     );
+}
+
+/// The full and simplified routing tables.
+fn render_tables(table: &RingTable, out: &mut String) {
+    let width = hash_width(table.max_hash);
     let _ = writeln!(out, "\nRouting table:");
     for p in &table.partitions {
         let _ = writeln!(out, "{:>width$} --> {} ({} hashes)", p.start, p.point, p.hashes);
@@ -361,6 +376,10 @@ pub fn render_table(table: &RingTable, out: &mut String) {
     for s in &table.simplified {
         let _ = writeln!(out, "{:>width$} --> {} ({} hashes)", s.start, s.server, s.hashes);
     }
+}
+
+/// Per-server totals and shares.
+fn render_shares(table: &RingTable, out: &mut String) {
     let _ = writeln!(out, "\nShares:");
     let name_width = table.servers.iter().map(|s| s.server.len()).max().unwrap_or(0);
     let count_width = table
@@ -384,8 +403,25 @@ pub fn render_table(table: &RingTable, out: &mut String) {
 
 /// The whole plan as text: the ring, and after a change the new ring and the migration.
 pub fn render_text(plan: &Plan) -> String {
+    render_plan(plan, true)
+}
+
+/// The plan without the routing tables: shares before (and after) and the migration.
+pub fn render_summary(plan: &Plan) -> String {
+    render_plan(plan, false)
+}
+
+fn render_plan(plan: &Plan, tables: bool) -> String {
+    let render = |table: &RingTable, out: &mut String| {
+        if tables {
+            render_table(table, out);
+        } else {
+            render_header(table, out);
+            render_shares(table, out);
+        }
+    };
     let mut out = String::new();
-    render_table(&plan.before, &mut out);
+    render(&plan.before, &mut out);
     if let (Some(after), Some(m)) = (&plan.after, &plan.migration) {
         let _ = write!(out, "\n=== After");
         if !m.added.is_empty() {
@@ -396,7 +432,7 @@ pub fn render_text(plan: &Plan) -> String {
             let _ = write!(out, "{and} removing {}", m.removed.join(", "));
         }
         let _ = writeln!(out, " ===\n");
-        render_table(after, &mut out);
+        render(after, &mut out);
         let _ = writeln!(out, "\nMigration:");
         let _ = writeln!(
             out,

@@ -6,8 +6,8 @@ use toml_edit::{Item, Value};
 
 use super::model::*;
 use super::parse::{name, redirect_status, socket_addr};
-use super::validate::{Facts, ListenerFact};
-use super::walk::{Ctx, Node, Tbl};
+use super::validate::{Facts, ListenerFact, PathFact, PathKind};
+use super::walk::{Ctx, Field, Node, Tbl};
 
 const LISTENER_KEYS: &[&str] = &[
     "name",
@@ -36,7 +36,7 @@ pub(crate) fn parse_listener(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Op
         None => Some(None),
         Some(f) => cx
             .table(f, "`tls` of [[listener]]".into())
-            .and_then(|tt| parse_tls(cx, &tt))
+            .and_then(|tt| parse_tls(cx, facts, &tt))
             .map(Some),
     };
     let proxy_protocol = t.get("proxy_protocol").map_or(Some(false), |f| cx.bool(f));
@@ -71,8 +71,19 @@ pub(crate) fn parse_listener(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Op
     })
 }
 
+/// A certificate or key file name, noted for the loader to check on disk.
+fn tls_path<'a>(cx: &mut Ctx, facts: &mut Facts, f: Field<'a>, kind: PathKind) -> Option<&'a str> {
+    let p = cx.nonempty_str(f)?;
+    facts.paths.push(PathFact {
+        kind,
+        path: PathBuf::from(p),
+        at: f.key_at,
+    });
+    Some(p)
+}
+
 /// `tls = { cert, key }`, `[listener.tls]` with cert/key, or `[[listener.tls.cert]]` tables.
-fn parse_tls(cx: &mut Ctx, t: &Tbl<'_>) -> Option<TlsConfig> {
+fn parse_tls(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<TlsConfig> {
     t.check_keys(cx, &["cert", "key"]);
     let Some(cf) = t.get("cert") else {
         cx.missing(t, "cert");
@@ -82,13 +93,13 @@ fn parse_tls(cx: &mut Ctx, t: &Tbl<'_>) -> Option<TlsConfig> {
         || matches!(cf.node.value(), Some(Value::Array(_)));
     if !list_form {
         // The single-pair form.
-        let cert = cx.nonempty_str(cf);
+        let cert = tls_path(cx, facts, cf, PathKind::TlsCert);
         let key = match t.get("key") {
             None => {
                 cx.missing(t, "key");
                 None
             }
-            Some(f) => cx.nonempty_str(f),
+            Some(f) => tls_path(cx, facts, f, PathKind::TlsKey),
         };
         return Some(TlsConfig {
             certs: vec![CertPair {
@@ -113,14 +124,14 @@ fn parse_tls(cx: &mut Ctx, t: &Tbl<'_>) -> Option<TlsConfig> {
                 cx.missing(&pt, "cert");
                 None
             }
-            Some(f) => cx.nonempty_str(f),
+            Some(f) => tls_path(cx, facts, f, PathKind::TlsCert),
         };
         let key = match pt.get("key") {
             None => {
                 cx.missing(&pt, "key");
                 None
             }
-            Some(f) => cx.nonempty_str(f),
+            Some(f) => tls_path(cx, facts, f, PathKind::TlsKey),
         };
         match (cert, key) {
             (Some(c), Some(k)) => certs.push(CertPair {

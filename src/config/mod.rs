@@ -1,9 +1,10 @@
 //! Ringway's configuration: the TOML format, its validation, and the validated model.
 //!
 //! Owns: reading the configuration file, turning its text into a [`Config`] with every default
-//! filled in, and reporting every error with `file:line:col`. Must not: open sockets, resolve
-//! names, read the environment or the clock — those belong to the runtime, which calls
-//! [`check_admin_token`] once it knows whether the admin token is set.
+//! filled in, and reporting every error with `file:line:col`. [`parse`] is pure; [`load`] (the
+//! adapter) reads the file and checks on disk the files and directories it names. Must not: open
+//! sockets, resolve names, read the environment or the clock — those belong to the runtime,
+//! which calls [`check_admin_token`] once it knows whether the admin token is set.
 
 pub mod model;
 pub use model::*;
@@ -21,8 +22,11 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use load::load;
+pub use load::{load, read};
+pub use route::derived_name as route_name;
 pub use summary::summary;
+pub use validate::conflicts as binds_conflict;
+pub(crate) use values::{host_port, is_valid_name};
 
 use std::fmt;
 
@@ -52,9 +56,45 @@ impl std::error::Error for ConfigError {}
 /// Pure: no file, network or environment access. Relative paths are left as written;
 /// [`load`] makes them relative to the configuration file.
 pub fn parse(source: &str, file_name: &str) -> Result<Config, Vec<ConfigError>> {
-    parse::parse(source).map_err(|errors| {
-        let index = LineIndex::new(source);
-        errors
+    parse_located(source, file_name).map(|(config, _)| config)
+}
+
+/// A file or directory the configuration names, with where its key is written.
+#[derive(Debug, Clone)]
+pub(crate) struct LocatedPath {
+    /// What it must be on disk.
+    pub(crate) kind: validate::PathKind,
+    /// As written (relative paths not yet anchored).
+    pub(crate) path: std::path::PathBuf,
+    /// 1-based line of its key.
+    pub(crate) line: usize,
+    /// 1-based column of its key.
+    pub(crate) col: usize,
+}
+
+/// [`parse`], also returning every path the configuration names (for [`load`] to check).
+pub(crate) fn parse_located(
+    source: &str,
+    file_name: &str,
+) -> Result<(Config, Vec<LocatedPath>), Vec<ConfigError>> {
+    let index = LineIndex::new(source);
+    match parse::parse(source) {
+        Ok((config, paths)) => {
+            let paths = paths
+                .into_iter()
+                .map(|p| {
+                    let (line, col) = index.line_col(source, p.at);
+                    LocatedPath {
+                        kind: p.kind,
+                        path: p.path,
+                        line,
+                        col,
+                    }
+                })
+                .collect();
+            Ok((config, paths))
+        }
+        Err(errors) => Err(errors
             .into_iter()
             .map(|(at, message)| {
                 let (line, col) = index.line_col(source, at);
@@ -65,8 +105,8 @@ pub fn parse(source: &str, file_name: &str) -> Result<Config, Vec<ConfigError>> 
                     message,
                 }
             })
-            .collect()
-    })
+            .collect()),
+    }
 }
 
 /// Returns the error to refuse startup with when the admin interface listens on a non-loopback

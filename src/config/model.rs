@@ -222,6 +222,9 @@ pub struct PoolConfig {
     pub health: Option<HealthConfig>,
     /// Passive ejection.
     pub passive: Option<PassiveConfig>,
+    /// Slow start: a server coming back ramps to its full weight over this time (none = no
+    /// ramp). Only on pools whose algorithm reads weights per pick (not hashed pools).
+    pub slow_start: Option<Duration>,
 }
 
 /// A pool's algorithm with its parameters.
@@ -313,8 +316,98 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Consecutive failures to mark down (default 3).
     pub fall: u32,
-    /// Expected status class or code, as written ("2xx", "200", default "2xx").
-    pub expect: String,
+    /// Statuses that pass (default `2xx`).
+    pub expect: ExpectStatus,
+}
+
+/// Which response statuses pass a health check: `expect = "2xx"`, `"200,204"`, `204` or
+/// `[200, 204]`. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectStatus {
+    items: Vec<StatusMatch>,
+}
+
+/// One item of an [`ExpectStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// A class: `2` for `2xx` (1..=5).
+    Class(u8),
+    /// One status code (100..=599).
+    Code(u16),
+}
+
+impl StatusMatch {
+    /// Whether `status` is this code or in this class.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Class(c) => status / 100 == u16::from(c),
+            StatusMatch::Code(code) => status == code,
+        }
+    }
+}
+
+impl ExpectStatus {
+    /// The items, or `None` if there are none or one is out of range (class 1..=5, code
+    /// 100..=599).
+    pub fn new(items: Vec<StatusMatch>) -> Option<ExpectStatus> {
+        let valid = |m: &StatusMatch| match *m {
+            StatusMatch::Class(c) => (1..=5).contains(&c),
+            StatusMatch::Code(code) => (100..=599).contains(&code),
+        };
+        (!items.is_empty() && items.iter().all(valid)).then_some(ExpectStatus { items })
+    }
+
+    /// Whether a response with `status` passes.
+    pub fn matches(&self, status: u16) -> bool {
+        self.items.iter().any(|m| m.matches(status))
+    }
+
+    /// The items, in the order written.
+    pub fn items(&self) -> &[StatusMatch] {
+        &self.items
+    }
+}
+
+impl Default for ExpectStatus {
+    /// `2xx`. (HAProxy's bare `option httpchk` also passes 3xx; a health path that redirects
+    /// is more often a mistake than a sign of health.)
+    fn default() -> ExpectStatus {
+        ExpectStatus {
+            items: vec![StatusMatch::Class(2)],
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectStatus {
+    /// `2xx`, `200,204`: the form the API and the status page show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, m) in self.items.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match m {
+                StatusMatch::Class(c) => write!(f, "{c}xx")?,
+                StatusMatch::Code(code) => write!(f, "{code}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for ExpectStatus {
+    type Err = String;
+
+    /// Parses the string form: `"2xx"`, `"200"`, `"200,204"`, `"2xx, 304"`.
+    fn from_str(s: &str) -> Result<ExpectStatus, String> {
+        super::values::expect_list(s)
+    }
+}
+
+impl serde::Serialize for ExpectStatus {
+    /// As its string form (`"2xx"`, `"200,204"`), as the admin API shows it.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// `passive = { failures, eject }`.

@@ -12,13 +12,17 @@ use std::time::Duration;
 use toml_edit::Document;
 
 use super::model::*;
-use super::validate::{self, Facts};
+use super::validate::{self, Facts, PathFact, PathKind};
 use super::values;
 use super::walk::{Ctx, Field, Tbl, is_str};
 use super::{listener, pool, route};
 
-/// Parses and validates; errors are `(byte offset, message)` sorted by offset.
-pub(crate) fn parse(source: &str) -> Result<Config, Vec<(usize, String)>> {
+/// A configuration and the paths it names.
+pub(crate) type Parsed = (Config, Vec<PathFact>);
+
+/// Parses and validates; errors are `(byte offset, message)` sorted by offset. Beside the
+/// configuration, every path it names with the offset of its key (for the loader's checks).
+pub(crate) fn parse(source: &str) -> Result<Parsed, Vec<(usize, String)>> {
     let doc = match Document::parse(source) {
         Ok(d) => d,
         Err(e) => {
@@ -32,7 +36,7 @@ pub(crate) fn parse(source: &str) -> Result<Config, Vec<(usize, String)>> {
     let config = parse_root(&mut cx, &mut facts, &root);
     validate::cross_check(&mut cx, &facts, source);
     match config {
-        Some(c) if cx.errors.is_empty() => Ok(c),
+        Some(c) if cx.errors.is_empty() => Ok((c, facts.paths)),
         _ => {
             let mut errors = cx.errors;
             // Stable: errors at one position keep the order in which they were found.
@@ -83,7 +87,7 @@ fn parse_root(cx: &mut Ctx, facts: &mut Facts, root: &Tbl<'_>) -> Option<Config>
             access: AccessLogTarget::Stdout,
             format: AccessLogFormat::Combined,
         }),
-        Some(f) => cx.table(f, "[log]".into()).and_then(|t| parse_log(cx, &t)),
+        Some(f) => cx.table(f, "[log]".into()).and_then(|t| parse_log(cx, facts, &t)),
     };
 
     // Pools first, so that routes can be checked against every pool name, valid or not.
@@ -213,7 +217,7 @@ fn parse_admin(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<AdminConf
     })
 }
 
-fn parse_log(cx: &mut Ctx, t: &Tbl<'_>) -> Option<LogConfig> {
+fn parse_log(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<LogConfig> {
     t.check_keys(cx, &["access", "format"]);
     let access = match t.get("access") {
         None => Some(AccessLogTarget::Stdout),
@@ -229,7 +233,14 @@ fn parse_log(cx: &mut Ctx, t: &Tbl<'_>) -> Option<LogConfig> {
                 );
                 None
             }
-            Some(path) => Some(AccessLogTarget::File(PathBuf::from(path))),
+            Some(path) => {
+                facts.paths.push(PathFact {
+                    kind: PathKind::AccessLog,
+                    path: PathBuf::from(path),
+                    at: f.key_at,
+                });
+                Some(AccessLogTarget::File(PathBuf::from(path)))
+            }
             None => None,
         },
     };

@@ -1,5 +1,5 @@
-//! `[pool.NAME]`: servers, discovery, algorithm and its hash settings, timeouts, health checks
-//! and passive ejection.
+//! `[pool.NAME]`: servers, discovery, algorithm and its hash settings, timeouts, health checks,
+//! passive ejection and slow start.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +19,7 @@ const POOL_KEYS: &[&str] = &[
     "max_conns",
     "health",
     "passive",
+    "slow_start",
     "hash_key",
     "vnodes",
     "hash",
@@ -156,6 +157,20 @@ pub(crate) fn parse_pool(cx: &mut Ctx, pool: &str, t: &Tbl<'_>) -> Option<PoolCo
             .map(Some),
     };
 
+    let slow_start = match t.get("slow_start") {
+        None => Some(None),
+        // "0s" turns it off, as HAProxy's `slowstart 0` does.
+        Some(f) => cx.duration(f, false).map(|d| (!d.is_zero()).then_some(d)),
+    };
+    if hashed && let Some(f) = t.get("slow_start") {
+        cx.err(
+            f.key_at,
+            "`slow_start` does not apply to hashed pools (consistent_hash, maglev): a server's \
+             share of keys does not follow a ramped weight, and ramping would move keys back and \
+             forth; it applies to round_robin, least_requests and random_two",
+        );
+    }
+
     // Size limits of the hashed structures, checked on the static servers.
     if let (Some(list), Some(v)) = (&servers, vnodes) {
         let total_weight: u64 = list.iter().map(|s| u64::from(s.weight)).sum();
@@ -212,6 +227,7 @@ pub(crate) fn parse_pool(cx: &mut Ctx, pool: &str, t: &Tbl<'_>) -> Option<PoolCo
         max_conns: max_conns?,
         health: health?,
         passive: passive?,
+        slow_start: slow_start?,
     })
 }
 
@@ -386,23 +402,8 @@ fn parse_health(cx: &mut Ctx, t: &Tbl<'_>) -> Option<HealthConfig> {
     let rise = t.get("rise").map_or(Some(2), |f| cx.u32_in(f, 1, 1000));
     let fall = t.get("fall").map_or(Some(3), |f| cx.u32_in(f, 1, 1000));
     let expect = match t.get("expect") {
-        None => Some("2xx".to_string()),
-        Some(f) => match f.node.value() {
-            // A bare number is the natural way to write one code.
-            Some(Value::Integer(i)) => {
-                let s = i.value().to_string();
-                values::expect_list(&s)
-                    .map_err(|e| cx.err(f.at, e))
-                    .ok()
-                    .map(|()| s)
-            }
-            _ => cx.str(f).and_then(|s| {
-                values::expect_list(s)
-                    .map_err(|e| cx.err(f.at, e))
-                    .ok()
-                    .map(|()| s.to_string())
-            }),
-        },
+        None => Some(ExpectStatus::default()),
+        Some(f) => parse_expect(cx, f),
     };
     Some(HealthConfig {
         path: path?,
@@ -412,6 +413,79 @@ fn parse_health(cx: &mut Ctx, t: &Tbl<'_>) -> Option<HealthConfig> {
         fall: fall?,
         expect: expect?,
     })
+}
+
+/// `expect`: a string ("2xx", "200,204"), one code (`204`) or an array of codes and classes
+/// (`[200, 204]`, `["2xx", 304]`).
+fn parse_expect(cx: &mut Ctx, f: Field<'_>) -> Option<ExpectStatus> {
+    let code = |cx: &mut Ctx, el: Field<'_>, i: i64| match u16::try_from(i) {
+        Ok(c) if (100..=599).contains(&c) => Some(StatusMatch::Code(c)),
+        _ => {
+            cx.err(
+                el.at,
+                format!("`expect`: {i} is not an HTTP status code (100 to 599)"),
+            );
+            None
+        }
+    };
+    match f.node.value() {
+        // A bare number is the natural way to write one code.
+        Some(Value::Integer(i)) => code(cx, f, *i.value()).and_then(|m| ExpectStatus::new(vec![m])),
+        Some(Value::Array(_)) => {
+            let elements = cx.array(f)?;
+            if elements.is_empty() {
+                cx.err(f.at, "`expect` must list at least one status, e.g. [200, 204]");
+                return None;
+            }
+            let mut items = Some(Vec::with_capacity(elements.len()));
+            for el in elements {
+                let item = match el.node.value() {
+                    Some(Value::Integer(i)) => code(cx, el, *i.value()),
+                    Some(Value::String(s)) => {
+                        let m = values::status_match(s.value().trim());
+                        if m.is_none() {
+                            cx.err(
+                                el.at,
+                                format!(
+                                    "`expect`: \"{}\" is neither a status code (200) nor a \
+                                     class (\"2xx\")",
+                                    s.value()
+                                ),
+                            );
+                        }
+                        m
+                    }
+                    _ => {
+                        cx.err(
+                            el.at,
+                            format!(
+                                "`expect`: expected a status code or class, found {}",
+                                el.node.found()
+                            ),
+                        );
+                        None
+                    }
+                };
+                match (item, items.as_mut()) {
+                    (Some(m), Some(list)) => list.push(m),
+                    _ => items = None,
+                }
+            }
+            items.and_then(ExpectStatus::new)
+        }
+        Some(Value::String(s)) => values::expect_list(s.value()).map_err(|e| cx.err(f.at, e)).ok(),
+        _ => {
+            cx.err(
+                f.at,
+                format!(
+                    "`expect`: expected a status class (\"2xx\"), a code (200) or an array of \
+                     codes ([200, 204]), found {}",
+                    f.node.found()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn parse_passive(cx: &mut Ctx, t: &Tbl<'_>) -> Option<PassiveConfig> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::parse::{name, redirect_status};
-use super::validate::{Facts, RouteFact};
+use super::validate::{Facts, PathFact, PathKind, RouteFact};
 use super::values;
 use super::walk::{Ctx, Field, Tbl};
 
@@ -24,10 +24,11 @@ const ROUTE_KEYS: &[&str] = &[
 
 pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<RouteConfig> {
     t.check_keys(cx, ROUTE_KEYS);
-    let name = name(cx, t);
-    let label = name
-        .as_ref()
-        .map_or_else(|| "this route".to_string(), |(n, _)| format!("route `{n}`"));
+    // `None`: written but invalid (reported); `Some(None)`: not written, derived below.
+    let explicit = match t.get("name") {
+        None => Some(None),
+        Some(_) => name(cx, t).map(Some),
+    };
     let host = match t.get("host") {
         None => Some(None),
         Some(f) => host_pattern(cx, f).map(Some),
@@ -55,6 +56,16 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
             }
         }),
     };
+
+    // Without `name`, the route is named after what it matches, as operators read it.
+    let name: Option<(String, usize, bool)> = match (&explicit, &host, &path) {
+        (Some(Some((n, at))), _, _) => Some((n.clone(), *at, true)),
+        (Some(None), Some(h), Some(p)) => Some((derived_name(h.as_ref(), p), t.at, false)),
+        _ => None,
+    };
+    let label = name
+        .as_ref()
+        .map_or_else(|| "this route".to_string(), |(n, _, _)| format!("route `{n}`"));
 
     // Exactly one action.
     let present: Vec<Field<'_>> = ["pool", "redirect", "static_dir"]
@@ -100,9 +111,15 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
         let rt = cx.table(f, "`redirect`".into())?;
         parse_redirect(cx, &rt)
     });
-    let static_dir = t
-        .get("static_dir")
-        .and_then(|f| cx.nonempty_str(f).map(PathBuf::from));
+    let static_dir = t.get("static_dir").and_then(|f| {
+        let dir = PathBuf::from(cx.nonempty_str(f)?);
+        facts.paths.push(PathFact {
+            kind: PathKind::StaticDir,
+            path: dir.clone(),
+            at: f.key_at,
+        });
+        Some(dir)
+    });
     let action = match (pool, redirect, static_dir) {
         (Some(pool), None, None) => Some(RouteAction::Pool {
             pool,
@@ -116,11 +133,12 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
         None => Some(None),
         Some(f) => cx
             .table(f, "[route.maintenance]".into())
-            .and_then(|mt| parse_maintenance(cx, &mt))
+            .and_then(|mt| parse_maintenance(cx, facts, &mt))
             .map(Some),
     };
     facts.routes.push(RouteFact {
-        name: name.clone(),
+        name: name.clone().map(|(n, at, _)| (n, at)),
+        explicit_name: name.as_ref().is_some_and(|(_, _, e)| *e),
         host: host.clone().flatten(),
         path: path.clone(),
         at: t.at,
@@ -133,6 +151,16 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
         action: action?,
         maintenance: maintenance?,
     })
+}
+
+/// The name of a route without `name`: its host and path, `api.example.com/api/` or `/assets/`
+/// (`*.example.com/` for a wildcard host).
+pub fn derived_name(host: Option<&HostPattern>, path: &str) -> String {
+    match host {
+        None => path.to_string(),
+        Some(HostPattern::Exact(h)) => format!("{h}{path}"),
+        Some(HostPattern::Wildcard(suffix)) => format!("*{suffix}{path}"),
+    }
 }
 
 /// A route `host`: an exact host name (or IPv4 address) or `*.suffix`, lower-cased.
@@ -193,7 +221,7 @@ fn parse_redirect(cx: &mut Ctx, t: &Tbl<'_>) -> Option<(String, u16)> {
 /// Default `retry_after` of a route in maintenance.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30 * 60);
 
-fn parse_maintenance(cx: &mut Ctx, t: &Tbl<'_>) -> Option<MaintenanceConfig> {
+fn parse_maintenance(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<MaintenanceConfig> {
     t.check_keys(cx, &["enabled", "windows", "page", "retry_after"]);
     let enabled = t.get("enabled").map_or(Some(false), |f| cx.bool(f));
     let windows = match t.get("windows") {
@@ -218,7 +246,14 @@ fn parse_maintenance(cx: &mut Ctx, t: &Tbl<'_>) -> Option<MaintenanceConfig> {
     };
     let page = match t.get("page") {
         None => Some(None),
-        Some(f) => cx.nonempty_str(f).map(|p| Some(PathBuf::from(p))),
+        Some(f) => cx.nonempty_str(f).map(|p| {
+            facts.paths.push(PathFact {
+                kind: PathKind::MaintenancePage,
+                path: PathBuf::from(p),
+                at: f.key_at,
+            });
+            Some(PathBuf::from(p))
+        }),
     };
     let retry_after = t
         .get("retry_after")

@@ -68,6 +68,7 @@ timeouts = { connect = "3s", response = "60s" }
 max_conns = 0                      # per server, 0 = unlimited
 health = { path = "/healthz", interval = "2s", timeout = "1s", rise = 2, fall = 3, expect = "2xx" }
 passive = { failures = 5, eject = "30s" }     # consecutive connect errors / 5xx eject a server for a while
+slow_start = "30s"                 # a server coming back ramps up to its full weight over this time
 
 [pool.cache]
 balance = "consistent_hash"
@@ -207,6 +208,7 @@ fn design_example_parses() {
         ]
     );
     assert!(api.health.is_some() && api.passive.is_some());
+    assert_eq!(api.slow_start, Some(Duration::from_secs(30)));
     let cache = &c.pools[1];
     assert_eq!(
         cache.balance,
@@ -285,6 +287,7 @@ fn minimal_config_gets_every_default() {
             max_conns: 0,
             health: None,
             passive: None,
+            slow_start: None,
         }]
     );
 }
@@ -314,7 +317,7 @@ redirect_https = {}
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 3,
-            expect: "2xx".into()
+            expect: ExpectStatus::default()
         })
     );
     assert_eq!(
@@ -766,12 +769,54 @@ fn route_actions() {
         "8:8: `path` must start with \"/\", found \"api/\"",
     );
     one_err(
-        &with_base("[[route]]\npool = \"app\"\n"),
-        "6:1: [[route]] has no `name`; it is required",
-    );
-    one_err(
         &with_base("[[route]]\nname = \"a\"\npool = \"app\"\n[[route]]\nname = \"b\"\npool = \"app\"\n"),
         "9:1: route `b` has the same host and path as the route at line 6; it could never be chosen",
+    );
+}
+
+#[test]
+fn routes_without_a_name_are_named_after_host_and_path() {
+    let c = ok(&with_base(
+        "[[route]]\npool = \"app\"\n\
+         [[route]]\nhost = \"API.example.com\"\npath = \"/api/\"\npool = \"app\"\n\
+         [[route]]\nhost = \"*.example.com\"\npool = \"app\"\n\
+         [[route]]\npath = \"/assets/\"\nstatic_dir = \"public\"\n\
+         [[route]]\nname = \"named\"\npath = \"/n/\"\npool = \"app\"\n",
+    ));
+    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["/", "api.example.com/api/", "*.example.com/", "/assets/", "named"]
+    );
+    assert_eq!(route_name(None, "/x/"), "/x/");
+    // Messages about an unnamed route use its derived name.
+    one_err(
+        &with_base("[[route]]\npath = \"/api/\"\npool = \"ap\"\n"),
+        "8:8: route `/api/` names pool `ap`, which is not defined; did you mean `app`?",
+    );
+    // Two unnamed routes get the same name only with the same host and path: one error.
+    one_err(
+        &with_base("[[route]]\npath = \"/a/\"\npool = \"app\"\n[[route]]\npath = \"/a/\"\npool = \"app\"\n"),
+        "9:1: route `/a/` has the same host and path as the route at line 6; it could never be chosen",
+    );
+    // Two written names that are equal: an error at the second.
+    one_err(
+        &with_base(
+            "[[route]]\nname = \"x\"\npath = \"/a/\"\npool = \"app\"\n[[route]]\nname = \"x\"\npath = \"/b/\"\npool = \"app\"\n",
+        ),
+        "11:8: route name `x` is already used by the route at line 7",
+    );
+    // A written name that is invalid is not replaced by a derived one.
+    one_err(
+        &with_base("[[route]]\nname = \"a/b\"\npool = \"app\"\n"),
+        "7:8: name \"a/b\" must be non-empty",
+    );
+    let s = summary(&ok(&with_base(
+        "[[route]]\nhost = \"api.example.com\"\npath = \"/api/\"\npool = \"app\"\n",
+    )));
+    assert!(
+        s.contains("route    api.example.com/api/  api.example.com/api/ → pool app"),
+        "{s}"
     );
 }
 
@@ -1073,7 +1118,79 @@ fn health_and_passive() {
         "12:21: `eject` must be longer than zero",
     );
     let c = ok(&format!("{MINIMAL}health = {{ expect = 204 }}\n"));
-    assert_eq!(c.pools[0].health.as_ref().map(|h| h.expect.as_str()), Some("204"));
+    assert_eq!(
+        c.pools[0].health.as_ref().map(|h| h.expect.to_string()),
+        Some("204".into())
+    );
+}
+
+#[test]
+fn health_expect_forms() {
+    let expect = |v: &str| {
+        let c = ok(&format!("{MINIMAL}health = {{ expect = {v} }}\n"));
+        c.pools[0].health.clone().map(|h| h.expect)
+    };
+    let e = expect("\"2xx\"").unwrap();
+    assert_eq!(e.items(), &[StatusMatch::Class(2)]);
+    let e = expect("[200, 204]").unwrap();
+    assert_eq!(e.items(), &[StatusMatch::Code(200), StatusMatch::Code(204)]);
+    assert_eq!(e.to_string(), "200,204");
+    assert!(e.matches(204) && !e.matches(201));
+    let e = expect("[\"2xx\", 304]").unwrap();
+    assert_eq!(e.items(), &[StatusMatch::Class(2), StatusMatch::Code(304)]);
+    let e = expect("\"200, 3xx\"").unwrap();
+    assert!(e.matches(200) && e.matches(302) && !e.matches(201));
+
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [200, 700] }}\n"),
+        "12:27: `expect`: 700 is not an HTTP status code (100 to 599)",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [] }}\n"),
+        "12:21: `expect` must list at least one status",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [\"2xx\", \"ok\"] }}\n"),
+        "12:29: `expect`: \"ok\" is neither a status code (200) nor a class (\"2xx\")",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = [true] }}\n"),
+        "12:22: `expect`: expected a status code or class, found a boolean",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = 99 }}\n"),
+        "12:21: `expect`: 99 is not an HTTP status code (100 to 599)",
+    );
+    one_err(
+        &format!("{MINIMAL}health = {{ expect = 2.5 }}\n"),
+        "12:21: `expect`: expected a status class (\"2xx\"), a code (200) or an array of codes ([200, 204]), found a float",
+    );
+}
+
+#[test]
+fn slow_start() {
+    let c = ok(&format!("{MINIMAL}slow_start = \"30s\"\n"));
+    assert_eq!(c.pools[0].slow_start, Some(Duration::from_secs(30)));
+    let c = ok(&format!("{MINIMAL}slow_start = \"0s\"\n"));
+    assert_eq!(c.pools[0].slow_start, None);
+    let c = ok(MINIMAL);
+    assert_eq!(c.pools[0].slow_start, None);
+    one_err(
+        &format!("{MINIMAL}slow_start = 30\n"),
+        "12:14: `slow_start`: expected a duration string such as \"30s\", found an integer",
+    );
+    one_err(
+        &format!("{MINIMAL}slow_start = \"soon\"\n"),
+        "12:14: `slow_start`: ",
+    );
+    one_err(
+        &format!("{MINIMAL}balance = \"maglev\"\nslow_start = \"10s\"\n"),
+        "13:1: `slow_start` does not apply to hashed pools",
+    );
+    one_err(
+        &format!("{MINIMAL}slow_strat = \"10s\"\n"),
+        "12:1: unknown key `slow_strat` in [pool.app]; did you mean `slow_start`?",
+    );
 }
 
 #[test]
@@ -1237,7 +1354,8 @@ fn load_anchors_relative_paths() {
     let file = dir.join("ringway.toml");
     let src = DESIGN_EXAMPLE.replace("access = \"stdout\"", "access = \"logs/access.log\"");
     std::fs::write(&file, src).unwrap_or_else(|e| panic!("write: {e}"));
-    let c = load(&file).unwrap_or_else(|e| panic!("{e:?}"));
+    // `read`: the files named by the example do not exist here.
+    let c = read(&file).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(c.log.access, AccessLogTarget::File(dir.join("logs/access.log")));
     let tls = c.listeners[0].tls.clone().unwrap_or_else(|| panic!("no tls"));
     assert_eq!(tls.certs[0].cert, dir.join("certs/site.pem"));
@@ -1258,7 +1376,7 @@ fn load_anchors_relative_paths() {
         MINIMAL.replace("pool = \"app\"", "static_dir = \"/srv/www\""),
     )
     .unwrap_or_else(|e| panic!("write: {e}"));
-    let c = load(&file).unwrap_or_else(|e| panic!("{e:?}"));
+    let c = read(&file).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(
         c.routes[0].action,
         RouteAction::Static {
@@ -1270,6 +1388,84 @@ fn load_anchors_relative_paths() {
     let es = load(&file).err().unwrap_or_default();
     let want = format!("{}:1:11: `workers`", file.display());
     assert!(es.iter().any(|e| e.to_string().starts_with(&want)), "{es:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn load_checks_the_files_it_names() {
+    let dir = std::env::temp_dir().join(format!("ringway-config-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    let file = dir.join("ringway.toml");
+    let src = r#"[log]
+access = "logs/access.log"
+
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+tls = { cert = "site.pem", key = "site.key" }
+
+[[route]]
+path = "/assets/"
+static_dir = "public"
+
+[[route]]
+pool = "app"
+[route.maintenance]
+page = "down.html"
+
+[pool.app]
+servers = ["127.0.0.1:3000"]
+"#;
+    std::fs::write(&file, src).unwrap_or_else(|e| panic!("write: {e}"));
+    let shown = file.display().to_string();
+    let es: Vec<String> = load(&file)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let at = |pos: &str, what: &str| {
+        let prefix = format!("{shown}:{pos}: ");
+        assert!(
+            es.iter().any(|e| e.starts_with(&prefix) && e.contains(what)),
+            "no error at {pos} about {what}:\n{}",
+            es.join("\n")
+        );
+    };
+    at("2:1", "directory");
+    at("2:1", "logs does not exist");
+    at("7:9", "certificate");
+    at("7:28", "private key");
+    at("11:1", "static_dir");
+    at("16:1", "maintenance page");
+    assert_eq!(es.len(), 5, "{es:#?}");
+    // `read` does not look at the files.
+    assert!(read(&file).is_ok());
+
+    // With everything in place the file loads.
+    std::fs::create_dir_all(dir.join("logs")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::create_dir_all(dir.join("public")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    for f in ["site.pem", "site.key", "down.html"] {
+        std::fs::write(dir.join(f), "x").unwrap_or_else(|e| panic!("write: {e}"));
+    }
+    assert!(load(&file).is_ok(), "{:?}", load(&file).err());
+    // A static_dir that is a file, an access log that is a directory.
+    std::fs::write(
+        &file,
+        src.replace("\"public\"", "\"site.pem\"")
+            .replace("logs/access.log", "logs"),
+    )
+    .unwrap_or_else(|e| panic!("write: {e}"));
+    let es: Vec<String> = load(&file)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(es.len(), 2, "{es:#?}");
+    assert!(es[0].contains("is a directory"), "{es:#?}");
+    assert!(es[1].contains("is not a directory"), "{es:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

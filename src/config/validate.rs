@@ -22,6 +22,33 @@ pub(crate) struct Facts {
     pub(crate) listeners: Vec<ListenerFact>,
     /// One per `[[route]]`.
     pub(crate) routes: Vec<RouteFact>,
+    /// Every file or directory the configuration names, for the loader to check on disk.
+    pub(crate) paths: Vec<PathFact>,
+}
+
+/// What a path of the configuration must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathKind {
+    /// `[log] access`: a file Ringway can append to, or one it can create.
+    AccessLog,
+    /// `static_dir`: a directory.
+    StaticDir,
+    /// `[route.maintenance] page`: a readable file.
+    MaintenancePage,
+    /// A listener's TLS certificate chain: a readable file.
+    TlsCert,
+    /// A listener's TLS private key: a readable file.
+    TlsKey,
+}
+
+/// A path as written in the file, with the position of its key (byte offset).
+pub(crate) struct PathFact {
+    /// What it must be.
+    pub(crate) kind: PathKind,
+    /// As written.
+    pub(crate) path: std::path::PathBuf,
+    /// Offset of its key.
+    pub(crate) at: usize,
 }
 
 /// Name and bind address of a listener, where valid.
@@ -34,8 +61,10 @@ pub(crate) struct ListenerFact {
 
 /// What a route matches and which pool it names, where valid.
 pub(crate) struct RouteFact {
-    /// Name and its position.
+    /// Name (written, or derived from host and path) and its position.
     pub(crate) name: Option<(String, usize)>,
+    /// Whether `name` was written rather than derived.
+    pub(crate) explicit_name: bool,
     /// Host pattern (`None`: any host, or invalid).
     pub(crate) host: Option<HostPattern>,
     /// Path prefix, if valid.
@@ -44,6 +73,15 @@ pub(crate) struct RouteFact {
     pub(crate) at: usize,
     /// `pool` value and its position.
     pub(crate) pool: Option<(String, usize)>,
+}
+
+impl RouteFact {
+    /// "route `api`", or "this route" when it has no valid name.
+    fn label(&self) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(|| "this route".to_string(), |(n, _)| format!("route `{n}`"))
+    }
 }
 
 /// Runs every cross-section check.
@@ -106,19 +144,30 @@ pub(crate) fn cross_check(cx: &mut Ctx, facts: &Facts, src: &str) {
         None => {}
     }
 
-    // Route names.
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (name, at) in facts.routes.iter().filter_map(|r| r.name.as_ref()) {
-        if let Some(first) = seen.get(name.as_str()) {
-            cx.err(
-                *at,
-                format!(
-                    "route name `{name}` is already used by the route at line {}",
-                    line_of(*first)
-                ),
-            );
-        } else {
-            seen.insert(name, *at);
+    // Route names, written or derived: they key metrics, the API and the access log.
+    let mut seen: HashMap<&str, (usize, bool)> = HashMap::new();
+    for r in &facts.routes {
+        let Some((name, at)) = &r.name else { continue };
+        match seen.get(name.as_str()) {
+            // Two derived names are equal only for the same host and path, reported below.
+            Some((_, false)) if !r.explicit_name => {}
+            Some((first, _)) => {
+                let how = if r.explicit_name {
+                    ""
+                } else {
+                    " (the name it gets from its host and path; set `name` to tell them apart)"
+                };
+                cx.err(
+                    *at,
+                    format!(
+                        "route name `{name}`{how} is already used by the route at line {}",
+                        line_of(*first)
+                    ),
+                );
+            }
+            None => {
+                seen.insert(name, (*at, r.explicit_name));
+            }
         }
     }
 
@@ -135,12 +184,12 @@ pub(crate) fn cross_check(cx: &mut Ctx, facts: &Facts, src: &str) {
     for r in &facts.routes {
         let Some(path) = &r.path else { continue };
         if let Some(first) = matches.get(&(host_key(&r.host), path.as_str())) {
-            let name = r.name.as_ref().map_or("this route", |(n, _)| n.as_str());
             cx.err(
                 r.at,
                 format!(
-                    "route `{name}` has the same host and path as the route at line {}; \
+                    "{} has the same host and path as the route at line {}; \
                      it could never be chosen",
+                    r.label(),
                     line_of(*first)
                 ),
             );
@@ -156,20 +205,19 @@ pub(crate) fn cross_check(cx: &mut Ctx, facts: &Facts, src: &str) {
         if pool_names.contains(&pool.as_str()) {
             continue;
         }
-        let route = r.name.as_ref().map_or("(unnamed)", |(n, _)| n.as_str());
         let hint = values::suggest(pool, &pool_names)
             .map(|p| format!("; did you mean `{p}`?"))
             .unwrap_or_default();
         cx.err(
             *at,
-            format!("route `{route}` names pool `{pool}`, which is not defined{hint}"),
+            format!("{} names pool `{pool}`, which is not defined{hint}", r.label()),
         );
     }
 }
 
 /// Would binding `a` fail (or steal traffic) because `b` is bound? Port 0 never conflicts: the
 /// kernel picks a free port.
-fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+pub fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() == 0 || a.port() != b.port() {
         return false;
     }

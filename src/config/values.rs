@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use super::model::HashKeySpec;
+use super::model::{ExpectStatus, HashKeySpec, StatusMatch};
 
 /// Parses a humantime duration ("250ms", "30s", "1h 30m").
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
@@ -200,23 +200,29 @@ pub(crate) fn is_prime(n: u64) -> bool {
     true
 }
 
-/// Checks a health `expect`: "2xx", "200", or a comma list of those ("200,301", "2xx,304").
-pub(crate) fn expect_list(s: &str) -> Result<(), String> {
+/// Parses a health `expect` string: "2xx", "200", or a comma list of those ("200,301",
+/// "2xx,304").
+pub(crate) fn expect_list(s: &str) -> Result<ExpectStatus, String> {
+    let bad = || {
+        format!(
+            "invalid expect \"{s}\"; write a status class (\"2xx\"), a code (\"200\"), \
+             a comma list of those (\"200,301\") or an array of codes ([200, 204])"
+        )
+    };
+    let mut items = Vec::new();
     for part in s.split(',') {
-        let p = part.trim().as_bytes();
-        let ok = match p {
-            [d, b'x' | b'X', b'x' | b'X'] => (b'1'..=b'5').contains(d),
-            [d, _, _] if p.iter().all(u8::is_ascii_digit) => (b'1'..=b'5').contains(d),
-            _ => false,
-        };
-        if !ok {
-            return Err(format!(
-                "invalid expect \"{s}\"; write a status class (\"2xx\"), a code (\"200\") \
-                 or a comma list of those (\"200,301\")"
-            ));
-        }
+        items.push(status_match(part.trim()).ok_or_else(bad)?);
     }
-    Ok(())
+    ExpectStatus::new(items).ok_or_else(bad)
+}
+
+/// One `expect` item: a class "2xx" (1xx..5xx) or a code "200" (100..=599).
+pub(crate) fn status_match(p: &str) -> Option<StatusMatch> {
+    match p.as_bytes() {
+        [d @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Some(StatusMatch::Class(d - b'0')),
+        [b'1'..=b'5', _, _] => p.parse().ok().map(StatusMatch::Code),
+        _ => None,
+    }
 }
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -404,10 +410,23 @@ mod tests {
 
     #[test]
     fn expects() {
-        for ok in ["2xx", "200", "200,301", "2xx, 304", "5XX"] {
-            assert_eq!(expect_list(ok), Ok(()), "{ok}");
+        for (ok, shown) in [
+            ("2xx", "2xx"),
+            ("200", "200"),
+            ("200,301", "200,301"),
+            ("2xx, 304", "2xx,304"),
+            ("5XX", "5xx"),
+        ] {
+            assert_eq!(
+                expect_list(ok).map(|e| e.to_string()),
+                Ok(shown.to_string()),
+                "{ok}"
+            );
         }
-        for bad in ["", "2x", "600", "abc", "200,", "0xx"] {
+        let e = expect_list("2xx,304").unwrap();
+        assert!(e.matches(200) && e.matches(299) && e.matches(304));
+        assert!(!e.matches(301) && !e.matches(500) && !e.matches(199));
+        for bad in ["", "2x", "600", "abc", "200,", "0xx", "1e2", "+20", "2 0"] {
             assert!(expect_list(bad).is_err(), "{bad}");
         }
     }

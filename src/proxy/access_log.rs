@@ -73,6 +73,9 @@ pub struct AccessRecord {
     pub method: Method,
     /// Request target as received.
     pub uri: Uri,
+    /// The request's authority or `Host` as received (the log shows the host routed on: no
+    /// port, lower case).
+    pub host: Option<HeaderValue>,
     /// Protocol version.
     pub version: Version,
     /// `Referer`.
@@ -89,6 +92,9 @@ pub struct AccessRecord {
     pub upstream: Option<String>,
     /// Time until the upstream's response head.
     pub upstream_time: Option<Duration>,
+    /// Time from `start` to the end of the response, when already measured (by the live
+    /// figures, so that the clock is read once at the end).
+    pub total: Option<Duration>,
 }
 
 fn push_escaped(out: &mut String, bytes: &[u8], json: bool) {
@@ -176,8 +182,17 @@ impl AccessRecord {
         self.uri.path_and_query().map_or("/", |p| p.as_str())
     }
 
+    /// The host the request was routed on: without port, lower-cased; empty when none was sent.
+    fn routed_host(&self) -> String {
+        self.host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map(|h| crate::route::host_without_port(h).to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
     fn total_secs(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        self.total.unwrap_or_else(|| self.start.elapsed()).as_secs_f64()
     }
 
     /// The `combined` line with `upstream= rt= urt= rid=` after it.
@@ -232,6 +247,7 @@ impl AccessRecord {
         let _ = write!(out, "{{\"time\":\"{}\"", rfc3339(self.wall));
         field(&mut out, "remote_addr", self.client.to_string().as_bytes());
         field(&mut out, "method", self.method.as_str().as_bytes());
+        field(&mut out, "host", self.routed_host().as_bytes());
         field(&mut out, "uri", self.target().as_bytes());
         field(&mut out, "protocol", version_str(self.version).as_bytes());
         let _ = write!(
@@ -280,6 +296,40 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-23T19:22:01.000Z");
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn json_host_is_the_routed_host() {
+        let log = Arc::new(AccessLog {
+            format: AccessLogFormat::Json,
+            sink: Sink::Stdout,
+        });
+        let mut record = AccessRecord {
+            log,
+            start: Instant::now(),
+            wall: UNIX_EPOCH,
+            client: IpAddr::from([127, 0, 0, 1]),
+            method: Method::GET,
+            uri: Uri::from_static("/x"),
+            host: Some(HeaderValue::from_static("API.Example.com:8443")),
+            version: Version::HTTP_11,
+            referer: None,
+            user_agent: None,
+            request_id: HeaderValue::from_static("r1"),
+            route: Some("api.example.com/".into()),
+            status: 200,
+            upstream: None,
+            upstream_time: None,
+            total: None,
+        };
+        let line = record.json(0, true);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(v["host"], "api.example.com", "{line}");
+        assert_eq!(v["route"], "api.example.com/", "{line}");
+        record.host = Some(HeaderValue::from_static("[::1]:80"));
+        assert!(record.json(0, true).contains("\"host\":\"[::1]\""));
+        record.host = None;
+        assert!(record.json(0, true).contains("\"host\":\"\""));
     }
 
     #[test]

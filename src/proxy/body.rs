@@ -1,8 +1,9 @@
 //! Bodies on the request path: streamed, never collected whole.
 //!
 //! Owns: the response body sent to the client (upstream stream or a short local answer), whose
-//! end returns the upstream connection to its pool, ends the request's in-flight count and writes
-//! the access log line. (The request body's way upstream is `upstream::Upload`.)
+//! end returns the upstream connection to its pool, ends the request's in-flight count, counts
+//! the answer in the live figures and writes the access log line. (The request body's way
+//! upstream is `upstream::Upload`.)
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -11,9 +12,11 @@ use std::task::{Context, Poll};
 use super::access_log::AccessRecord;
 use super::server::ConnToken;
 use super::state::Server;
+use super::stats::{Observation, RouteStats, Stamp};
 use super::upstream::{self, UpstreamBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::sync::Arc;
 
 /// The server side of one exchange: counted in flight until the response body ends or is dropped.
 pub struct Exchange {
@@ -24,6 +27,37 @@ pub struct Exchange {
 impl Drop for Exchange {
     fn drop(&mut self) {
         self.server.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the end of a request counts: once, when its response body ends or is dropped.
+pub struct Tally {
+    /// The route's figures (or those of requests no route matched).
+    pub route: Arc<RouteStats>,
+    /// The server that answered, when the body is not its stream (a response timeout).
+    pub server: Option<Arc<Server>>,
+    /// When the request head was received.
+    pub start: Stamp,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Tally {
+    /// Counts the answer: the route's histogram and code counters, the server's latency and
+    /// 5xx count. Atomics only; returns the duration for the access log.
+    fn record(self, exchange: Option<&Server>) -> std::time::Duration {
+        let elapsed = self.start.until(Stamp::now());
+        let observed = Observation::of(elapsed);
+        let server = exchange.or(self.server.as_deref());
+        self.route
+            .record(server.map(|s| (s.id, s.name.as_str())), self.status, observed);
+        if let Some(s) = server {
+            s.latency.add(observed);
+            if self.status >= 500 {
+                s.responses_5xx.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        elapsed
     }
 }
 
@@ -39,6 +73,7 @@ pub struct ResponseBody {
     complete: bool,
     bytes: u64,
     log: Option<Box<AccessRecord>>,
+    tally: Option<Tally>,
     _conn: Option<ConnToken>,
 }
 
@@ -52,6 +87,7 @@ impl ResponseBody {
             complete: false,
             bytes: 0,
             log: None,
+            tally: None,
             _conn: None,
         }
     }
@@ -69,13 +105,16 @@ impl ResponseBody {
             complete: false,
             bytes: 0,
             log: None,
+            tally: None,
             _conn: None,
         }
     }
 
-    /// Attaches what is needed at the end: the access log record and the connection token.
-    pub fn finish_with(&mut self, log: Option<Box<AccessRecord>>, conn: ConnToken) {
+    /// Attaches what is needed at the end: the access log record, what to count and the
+    /// connection token.
+    pub fn finish_with(&mut self, log: Option<Box<AccessRecord>>, tally: Tally, conn: ConnToken) {
         self.log = log;
+        self.tally = Some(tally);
         self._conn = Some(conn);
     }
 }
@@ -137,6 +176,12 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         let complete = self.complete || self.is_end_stream();
+        if let Some(tally) = self.tally.take() {
+            let elapsed = tally.record(self.exchange.as_ref().map(|e| &*e.server));
+            if let Some(log) = self.log.as_mut() {
+                log.total = Some(elapsed);
+            }
+        }
         let kind = std::mem::replace(&mut self.kind, Kind::Full(None));
         if let Some(ex) = self.exchange.take()
             && let Kind::Upstream(inner) = kind

@@ -8,10 +8,14 @@ pub mod body;
 pub mod forward;
 pub mod h1;
 pub mod headers;
+pub mod listeners;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod static_files;
 pub mod stats;
 pub mod upstream;
+mod worker;
 
+pub use reload::ReloadSummary;
 pub use server::{Engine, StartError};

@@ -1,13 +1,12 @@
-//! Listeners, worker threads and client connections.
+//! The engine and client connections.
 //!
-//! Owns: binding the listeners (one `SO_REUSEPORT` socket per worker, so workers share no accept
-//! queue and no lock), the worker threads (each a single-threaded tokio runtime that owns its
-//! connections and its upstream idle pool), the life of a client connection (HTTP/1.1 or
-//! cleartext HTTP/2 by prior knowledge, header and idle timeouts, graceful shutdown), and
-//! configuration reloads (the snapshot is swapped; each request takes the current one, and what
-//! is in flight finishes on the one it started with).
+//! Owns: starting Ringway (every listener bound through `listeners.rs`, one `SO_REUSEPORT` socket
+//! per worker so workers share no accept queue and no lock; the worker threads, each a
+//! single-threaded tokio runtime that owns its connections and its upstream idle pool, run by
+//! `worker.rs`), the views of the live listeners for the admin side, and the life of a client
+//! connection (HTTP/1.1 or cleartext HTTP/2 by prior knowledge, header and idle timeouts,
+//! graceful shutdown). Reloads are in `reload.rs`.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,13 +21,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::access_log::AccessLog;
 use super::forward::{self, ConnCtx};
 use super::headers::HeadScan;
+use super::listeners::{self, Batch, Change, LiveListener};
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
 
@@ -235,7 +235,8 @@ pub struct Shared {
     /// Serialises changes of the live state (reloads, admin calls, health-driven rebuilds of a
     /// pool's members) so that two never interleave; the request path never takes it.
     pub changes: std::sync::Mutex<()>,
-    shutdown: watch::Sender<bool>,
+    /// Set to `true` once to stop.
+    pub(super) shutdown: watch::Sender<bool>,
 }
 
 /// Why Ringway could not start.
@@ -256,33 +257,24 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// A running Ringway: its workers and the addresses it listens on.
+/// A running Ringway: its workers and the listeners they accept on.
 #[derive(Debug)]
 pub struct Engine {
     /// State shared with the workers.
     pub shared: Arc<Shared>,
-    /// Each listener's name and bound address (the real port when the config said 0).
-    pub listeners: Vec<(String, SocketAddr)>,
-    /// Each listener's count of open connections, in the order of `listeners`.
-    listener_open: Vec<Arc<AtomicUsize>>,
+    /// The listeners as they run now (swapped whole by a reload; read by the admin side).
+    pub(super) live: ArcSwap<Vec<LiveListener>>,
+    /// Each worker's queue of listener changes, in worker order.
+    pub(super) workers: Vec<mpsc::UnboundedSender<Batch>>,
+    /// The next listener binding id.
+    pub(super) next_id: AtomicU64,
+    /// What the engine started with that only a restart changes.
+    pub(super) restart_only: super::reload::RestartOnly,
     /// The file reloads read, if the configuration came from one.
     pub config_path: Option<std::path::PathBuf>,
+    /// Reloads done and refused since start (`ringway_reloads_total{result}`).
+    pub reloads: [AtomicU64; 2],
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
-}
-
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
 }
 
 /// How many worker threads `workers` means on this machine.
@@ -293,7 +285,7 @@ pub fn worker_count(w: Workers) -> usize {
     }
 }
 
-fn listener_ctx(l: &ListenerConfig, open: Arc<AtomicUsize>) -> ListenerCtx {
+pub(super) fn listener_ctx(l: &ListenerConfig, open: Arc<AtomicUsize>) -> ListenerCtx {
     ListenerCtx {
         name: l.name.clone(),
         limits: l.limits,
@@ -314,19 +306,28 @@ impl Engine {
         let access_log =
             AccessLog::open(&config.log).map_err(|e| StartError::Io(format!("access log: {e}")))?;
         let listener_configs = config.listeners.clone();
+        let restart_only = super::reload::RestartOnly::of(&config);
         let snapshot = Snapshot::build(config, None).map_err(StartError::Config)?;
         // Every worker gets its own socket per listener; port 0 is resolved by the first bind.
-        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
-        let mut bound = Vec::new();
-        for l in &listener_configs {
-            let mut addr = l.bind;
-            for worker in sockets.iter_mut() {
-                let sock = bind_reuseport(addr)
-                    .map_err(|e| StartError::Io(format!("listener `{}`: cannot bind {addr}: {e}", l.name)))?;
-                addr = sock.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
-                worker.push(sock);
+        let mut batches: Vec<Vec<Change>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut live = Vec::with_capacity(listener_configs.len());
+        for (id, l) in (1u64..).zip(&listener_configs) {
+            let bound = listeners::bind(&l.name, l.bind, threads, &[]).map_err(StartError::Io)?;
+            let open = Arc::new(AtomicUsize::new(0));
+            for (batch, socket) in batches.iter_mut().zip(bound.sockets) {
+                batch.push(Change::Add {
+                    id,
+                    config: l.clone(),
+                    open: open.clone(),
+                    socket,
+                });
             }
-            bound.push((l.name.clone(), addr));
+            live.push(LiveListener {
+                id,
+                config: l.clone(),
+                addr: bound.addr,
+                open,
+            });
         }
         let (tx, _rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -339,46 +340,61 @@ impl Engine {
         });
         crate::health::start(shared.clone())
             .map_err(|e| StartError::Io(format!("cannot start health checks: {e}")))?;
-        let listener_open: Vec<Arc<AtomicUsize>> = listener_configs
-            .iter()
-            .map(|_| Arc::new(AtomicUsize::new(0)))
-            .collect();
         let mut handles = Vec::with_capacity(threads);
-        for (i, socks) in sockets.into_iter().enumerate() {
+        let mut workers = Vec::with_capacity(threads);
+        for (i, changes) in batches.into_iter().enumerate() {
+            let (commands, rx) = mpsc::unbounded_channel();
+            // Queued before the thread starts: the worker begins with these accept loops.
+            let _ = commands.send(Batch { changes, done: None });
             let shared = shared.clone();
-            let configs = listener_configs.clone();
-            let open = listener_open.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ringway-worker-{i}"))
-                .spawn(move || run_worker(shared, configs, open, socks))
+                .spawn(move || super::worker::run(shared, rx))
                 .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
             handles.push(handle);
+            workers.push(commands);
         }
         Ok(Engine {
             shared,
-            listeners: bound,
-            listener_open,
+            next_id: AtomicU64::new(live.len() as u64 + 1),
+            live: ArcSwap::from_pointee(live),
+            workers,
+            restart_only,
             config_path,
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             threads: std::sync::Mutex::new(handles),
         })
     }
 
+    /// Every listener's name and bound address (the real port when the config said 0).
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.live
+            .load()
+            .iter()
+            .map(|l| (l.config.name.clone(), l.addr))
+            .collect()
+    }
+
     /// Every listener with its address and open connections.
     pub fn listener_status(&self) -> Vec<ListenerStatus> {
-        self.listeners
+        self.live
+            .load()
             .iter()
-            .zip(&self.listener_open)
-            .map(|((name, bind), open)| ListenerStatus {
-                name: name.clone(),
-                bind: *bind,
-                open: open.load(Ordering::Relaxed),
+            .map(|l| ListenerStatus {
+                name: l.config.name.clone(),
+                bind: l.addr,
+                open: l.open.load(Ordering::Relaxed),
             })
             .collect()
     }
 
     /// The bound address of the listener named `name`.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.live
+            .load()
+            .iter()
+            .find(|l| l.config.name == name)
+            .map(|l| l.addr)
     }
 
     /// Stops accepting, lets in-flight requests finish up to `shutdown_grace`, then the
@@ -398,110 +414,10 @@ impl Engine {
             let _ = t.join();
         }
     }
-
-    /// Re-reads the configuration file and swaps it in; on any error the old one keeps serving.
-    pub fn reload_from_file(&self) -> Result<Arc<Snapshot>, Vec<String>> {
-        let Some(path) = &self.config_path else {
-            return Err(vec![
-                "this instance was not started from a configuration file".into(),
-            ]);
-        };
-        let config = crate::config::load(path)
-            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-        self.reload(config)?;
-        Ok(self.shared.snapshot.load_full())
-    }
-
-    /// Swaps in a new configuration; listeners stay as they are (a change of listeners needs a
-    /// restart). No connection is closed: requests in flight finish on the routes they started
-    /// with, and the next request of every connection uses the new ones.
-    pub fn reload(&self, config: Config) -> Result<(), Vec<String>> {
-        let old = self.shared.snapshot.load();
-        let access_log = AccessLog::open(&config.log).map_err(|e| vec![format!("access log: {e}")])?;
-        if config.listeners != old.config.listeners {
-            tracing::warn!("listener changes take effect at the next restart");
-        }
-        let snapshot = Snapshot::build(config, Some(&old))?;
-        self.shared.snapshot.store(Arc::new(snapshot));
-        self.shared.access_log.store(Arc::new(access_log));
-        Ok(())
-    }
-}
-
-fn run_worker(
-    shared: Arc<Shared>,
-    configs: Vec<ListenerConfig>,
-    open: Vec<Arc<AtomicUsize>>,
-    sockets: Vec<std::net::TcpListener>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("worker runtime: {e}");
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, worker_main(shared, configs, open, sockets));
-}
-
-/// Per-worker count of open connections, to know when a graceful stop is complete.
-struct Tracker {
-    open: Cell<usize>,
-    idle: Notify,
-}
-
-async fn worker_main(
-    shared: Arc<Shared>,
-    configs: Vec<ListenerConfig>,
-    open: Vec<Arc<AtomicUsize>>,
-    sockets: Vec<std::net::TcpListener>,
-) {
-    let tracker = Rc::new(Tracker {
-        open: Cell::new(0),
-        idle: Notify::new(),
-    });
-    for ((cfg, sock), open) in configs.iter().zip(sockets).zip(open) {
-        let listener = match TcpListener::from_std(sock) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("listener `{}`: {e}", cfg.name);
-                continue;
-            }
-        };
-        let ctx = Rc::new(listener_ctx(cfg, open));
-        tokio::task::spawn_local(accept_loop(listener, ctx, shared.clone(), tracker.clone()));
-    }
-    tokio::task::spawn_local(async {
-        let mut every = tokio::time::interval(super::upstream::IDLE_SWEEP_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            super::upstream::sweep_idle();
-        }
-    });
-    let mut rx = shared.shutdown.subscribe();
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            break;
-        }
-    }
-    let grace = shared.snapshot.load().config.shutdown_grace;
-    let deadline = Instant::now() + grace;
-    while tracker.open.get() > 0 {
-        // Waits on connections closing, bounded by the grace period.
-        if tokio::time::timeout_at(deadline, tracker.idle.notified())
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown grace over: closing {} connections", tracker.open.get());
-            break;
-        }
-    }
 }
 
 /// The HTTP connection settings of one listener, shared by its connections.
-struct Protocols {
+pub(super) struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<LocalExec>,
     /// For the rare client whose first bytes leave the protocol open (see `serve_connection`).
@@ -509,7 +425,7 @@ struct Protocols {
 }
 
 impl Protocols {
-    fn new(limits: &Limits) -> Protocols {
+    pub(super) fn new(limits: &Limits) -> Protocols {
         let max_buf = limits.max_header_bytes.max(8192);
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
@@ -527,43 +443,6 @@ impl Protocols {
             .max_buf_size(max_buf);
         auto.http2().max_concurrent_streams(256);
         Protocols { http1, http2, auto }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, ctx: Rc<ListenerCtx>, shared: Arc<Shared>, tracker: Rc<Tracker>) {
-    let mut rx = shared.shutdown.subscribe();
-    let protocols = Rc::new(Protocols::new(&ctx.limits));
-    let shutdown = rx.changed();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tracker.open.set(tracker.open.get() + 1);
-                    shared.open_connections.fetch_add(1, Ordering::Relaxed);
-                    ctx.open.fetch_add(1, Ordering::Relaxed);
-                    let task = serve_connection(stream, peer, ctx.clone(), shared.clone(), protocols.clone());
-                    let tracker = tracker.clone();
-                    let shared = shared.clone();
-                    let open = ctx.open.clone();
-                    tokio::task::spawn_local(async move {
-                        task.await;
-                        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
-                        open.fetch_sub(1, Ordering::Relaxed);
-                        tracker.open.set(tracker.open.get() - 1);
-                        tracker.idle.notify_waiters();
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: say so, back off a little, go on.
-                    tracing::warn!("listener `{}`: accept failed: {e}", ctx.name);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
     }
 }
 
@@ -628,7 +507,7 @@ where
     }
 }
 
-async fn serve_connection(
+pub(super) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Rc<ListenerCtx>,
@@ -639,9 +518,15 @@ async fn serve_connection(
     // The protocol is told from the first bytes by peeking, not reading: hyper-util's detection
     // reads them into a buffer of its own and hands them back through a wrapper, which costs
     // every later read a check and makes hyper grow its read buffer to 16 KiB for good.
-    let first = match tokio::time::timeout(limits.header_timeout, first_bytes(&stream)).await {
-        Ok(f) => f,
-        Err(_) => return,
+    let mut shutdown = shared.shutdown.subscribe();
+    // A client that opened a connection and sent nothing (browsers and reqwest keep a spare
+    // one) must not hold a graceful stop for the whole header timeout.
+    let first = tokio::select! {
+        first = tokio::time::timeout(limits.header_timeout, first_bytes(&stream)) => match first {
+            Ok(f) => f,
+            Err(_) => return,
+        },
+        _ = shutdown.wait_for(|stopping| *stopping) => return,
     };
     let state = Arc::new(ConnState::new());
     let ctx = Rc::new(ConnCtx {
@@ -663,16 +548,16 @@ async fn serve_connection(
         // The connection is made inside `drive`, so the task's state holds it once.
         FirstBytes::Http1 => {
             let make = || protocols.http1.serve_connection(io, svc).with_upgrades();
-            drive(make, peer, state, limits, &shared).await;
+            drive(make, peer, state, limits, shutdown).await;
         }
         // Boxed: the far more common HTTP/1 connections should not carry room for these.
         FirstBytes::Http2 => {
             let make = || protocols.http2.serve_connection(io, svc);
-            Box::pin(drive(make, peer, state, limits, &shared)).await;
+            Box::pin(drive(make, peer, state, limits, shutdown)).await;
         }
         FirstBytes::Undecided => {
             let make = || protocols.auto.serve_connection_with_upgrades(io, svc);
-            Box::pin(drive(make, peer, state, limits, &shared)).await;
+            Box::pin(drive(make, peer, state, limits, shutdown)).await;
         }
     }
 }
@@ -683,14 +568,13 @@ async fn drive<C, E>(
     peer: SocketAddr,
     state: Arc<ConnState>,
     limits: Limits,
-    shared: &Shared,
+    mut rx: watch::Receiver<bool>,
 ) where
     C: ServedConnection + Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     let conn = make();
     tokio::pin!(conn);
-    let mut rx = shared.shutdown.subscribe();
     let mut draining = *rx.borrow_and_update();
     if draining {
         conn.as_mut().shut_down();

@@ -18,7 +18,7 @@ use crate::balance::{self, Algorithm, Balancer, HashFunction, HashKey, Member, S
 use crate::config::{self, Config, HostPattern, RouteAction};
 use crate::route::{HostMatch, RouteKey, RouteTable};
 
-use super::stats::Histogram;
+use super::stats::{Histogram, RouteStats};
 
 /// Admin state of a server: takes traffic, finishes what it has, or takes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,8 @@ pub struct Server {
     pub runtime_added: AtomicBool,
     /// The weight was set through the admin API: a reload keeps it.
     pub weight_overridden: AtomicBool,
+    /// Being removed through the admin API: drained, and gone from its pool once idle.
+    pub removing: AtomicBool,
     /// Requests in flight now.
     pub in_flight: AtomicU64,
     /// Requests sent to this server since start.
@@ -145,6 +147,11 @@ pub struct Server {
     pub latency: Histogram,
     /// The last active health check; written by the checker, read by the admin side.
     pub last_check: Mutex<Option<CheckRecord>>,
+    /// When an upstream failure of this server was last logged (milliseconds on the health
+    /// module's clock, 0 = never): failure logs are rate-limited per server without a lock.
+    pub failure_logged_at: AtomicU64,
+    /// Upstream failures not logged since the last logged one (rate limit).
+    pub failures_unlogged: AtomicU64,
 }
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
@@ -166,6 +173,7 @@ impl Server {
             ramp: AtomicU32::new(RAMP_FULL),
             runtime_added: AtomicBool::new(false),
             weight_overridden: AtomicBool::new(false),
+            removing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -174,6 +182,8 @@ impl Server {
             responses_5xx: AtomicU64::new(0),
             latency: Histogram::default(),
             last_check: Mutex::new(None),
+            failure_logged_at: AtomicU64::new(0),
+            failures_unlogged: AtomicU64::new(0),
         }
     }
 
@@ -276,6 +286,8 @@ pub struct PoolSettings {
     pub health: Option<config::HealthConfig>,
     /// Passive ejection, if the pool has it.
     pub passive: Option<config::PassiveConfig>,
+    /// Slow start: how long a server coming back ramps to its full weight.
+    pub slow_start: Option<Duration>,
 }
 
 /// A pool: its settings and its current members, swapped atomically on change.
@@ -318,16 +330,18 @@ fn ramps_weights(algorithm: &Algorithm) -> bool {
 }
 
 fn build_members(algorithm: &Algorithm, servers: Vec<Arc<Server>>) -> PoolMembers {
-    let ramped = ramps_weights(algorithm);
+    // Weights are small integers (often all 1), so a ramp is applied to scaled weights.
+    let weights = if ramps_weights(algorithm) {
+        crate::health::ramp::balancer_weights(servers.iter().map(|s| (s.weight(), s.ramp())))
+    } else {
+        servers.iter().map(|s| s.weight().max(1)).collect()
+    };
     let members: Vec<Member> = servers
         .iter()
-        .map(|s| Member {
+        .zip(weights)
+        .map(|(s, weight)| Member {
             name: s.name.clone(),
-            weight: if ramped {
-                s.effective_weight()
-            } else {
-                s.weight().max(1)
-            },
+            weight,
         })
         .collect();
     PoolMembers {
@@ -364,29 +378,33 @@ impl ServerLoads for PickView<'_> {
 }
 
 /// The servers already tried by one request (at most 11 attempts: retries are capped at 10).
+///
+/// Sized to the cap (and the count a byte): it lives in every forwarded request's boxed
+/// future, which is kept within mimalloc's 1 KiB small-block limit.
 #[derive(Debug, Default)]
 pub struct Tried {
-    ids: [u64; 12],
-    len: usize,
+    ids: [u64; 11],
+    len: u8,
 }
 
 impl Tried {
     /// Whether the server with this id was tried.
     pub fn contains(&self, id: u64) -> bool {
-        self.ids[..self.len].contains(&id)
+        self.ids[..self.len()].contains(&id)
     }
 
     /// Records a tried server.
     pub fn insert(&mut self, id: u64) {
-        if self.len < self.ids.len() && !self.contains(id) {
-            self.ids[self.len] = id;
+        let len = self.len();
+        if len < self.ids.len() && !self.contains(id) {
+            self.ids[len] = id;
             self.len += 1;
         }
     }
 
     /// How many servers were tried.
     pub fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 
     /// Whether no server was tried.
@@ -428,6 +446,8 @@ pub struct Route {
     pub prefix: String,
     /// What it does.
     pub target: RouteTarget,
+    /// Its live figures (kept across reloads while its name and pool stay).
+    pub stats: Arc<RouteStats>,
 }
 
 /// One immutable view of the configuration for the request path.
@@ -441,6 +461,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Pools by name.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// Figures of requests answered before any route matched (route "" in metrics).
+    pub unrouted: Arc<RouteStats>,
 }
 
 fn algorithm_of(b: &config::Balance) -> (Algorithm, Option<(HashKey, HashFunction)>) {
@@ -516,6 +538,7 @@ impl Snapshot {
                 algorithm,
                 health: p.health.clone(),
                 passive: p.passive,
+                slow_start: p.slow_start,
             };
             let old_members = previous
                 .and_then(|s| s.pools.get(&p.name))
@@ -560,11 +583,21 @@ impl Snapshot {
             }
             for s in &servers {
                 // Without checks (or passive ejection) nothing would ever bring a server back.
-                if p.health.is_none() && s.health() != Health::Up {
-                    s.set_health(Health::Up);
+                if p.health.is_none() {
+                    crate::health::events::set_health(
+                        &p.name,
+                        s,
+                        Health::Up,
+                        "the pool has no health checks any more",
+                    );
                 }
                 if p.passive.is_none() {
-                    s.set_ejected(false);
+                    crate::health::events::set_ejected(
+                        &p.name,
+                        s,
+                        false,
+                        "the pool has no passive ejection any more",
+                    );
                 }
             }
             if servers.is_empty() {
@@ -611,10 +644,22 @@ impl Snapshot {
                 }
                 RouteAction::Static { dir } => RouteTarget::Static { dir: dir.clone() },
             };
+            let pool = match &r.action {
+                RouteAction::Pool { pool, .. } => Some(pool.as_str()),
+                _ => None,
+            };
+            let stats = previous
+                .and_then(|s| {
+                    s.routes
+                        .iter()
+                        .find(|o| o.name == r.name && o.stats.pool.as_deref() == pool)
+                })
+                .map_or_else(|| Arc::new(RouteStats::new(&r.name, pool)), |o| o.stats.clone());
             routes.push(Route {
                 name: r.name.clone(),
                 prefix: r.path.clone(),
                 target,
+                stats,
             });
         }
         if !errors.is_empty() {
@@ -624,6 +669,7 @@ impl Snapshot {
             table: RouteTable::new(&keys),
             routes,
             pools,
+            unrouted: previous.map_or_else(|| Arc::new(RouteStats::new("", None)), |s| s.unrouted.clone()),
             config: Arc::new(config),
         })
     }
@@ -636,7 +682,9 @@ impl Snapshot {
 /// refuses them. Warnings are settings whose absence only removes a safety net.
 pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
     let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+    // Nothing is only warned about today (health checks and passive ejection, once warned
+    // about, now run); the list stays for the next setting whose runtime comes later.
+    let warnings = Vec::new();
     for l in &config.listeners {
         if l.tls.is_some() {
             errors.push(format!(
@@ -665,18 +713,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
         if p.discover.is_some() {
             errors.push(format!(
                 "pool `{}`: DNS discovery is not supported by this version yet",
-                p.name
-            ));
-        }
-        if p.health.is_some() {
-            warnings.push(format!(
-                "pool `{}`: active health checks are not run by this version yet; servers count as up",
-                p.name
-            ));
-        }
-        if p.passive.is_some() {
-            warnings.push(format!(
-                "pool `{}`: passive ejection is not done by this version yet",
                 p.name
             ));
         }

@@ -522,7 +522,12 @@ pub struct Proxy {
 impl Proxy {
     /// Starts `config` on one worker thread.
     pub fn start(config: Config) -> Proxy {
-        let engine = Engine::start(config, Some(1), None).unwrap_or_else(|e| panic!("engine start: {e}"));
+        Proxy::start_from(config, None)
+    }
+
+    /// Starts `config`, read from `path` (reloads read it again), on one worker thread.
+    pub fn start_from(config: Config, path: Option<std::path::PathBuf>) -> Proxy {
+        let engine = Engine::start(config, Some(1), path).unwrap_or_else(|e| panic!("engine start: {e}"));
         let addr = engine.listener_addr(LISTENER).expect("listener `main`");
         Proxy {
             engine: Some(Arc::new(engine)),
@@ -533,6 +538,14 @@ impl Proxy {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         self.engine.as_ref().expect("engine running")
+    }
+
+    /// Starts the admin interface of this engine (its config should listen on port 0);
+    /// returns `http://host:port`.
+    pub fn start_admin(&self) -> String {
+        let engine = self.engine.clone().expect("engine running");
+        let addr = ringway::admin::start(engine).expect("admin interface");
+        format!("http://{addr}")
     }
 
     /// `http://<listener>/<path>`.
