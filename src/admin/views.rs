@@ -218,8 +218,7 @@ pub fn pool(p: &Pool, snapshot: &Snapshot, sampler: &Sampler) -> Value {
         "description": description,
         "retries": p.settings.retries,
         "max_conns": p.settings.max_conns,
-        // The configuration has no slow start yet (the health work adds it).
-        "slow_start": Value::Null,
+        "slow_start": p.settings.slow_start.map(duration),
         "health_check": health,
         "passive": passive,
         "requests_per_s": figures.requests_per_s,

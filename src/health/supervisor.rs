@@ -277,6 +277,7 @@ fn sync_checker(
                 generation,
                 target,
                 h.interval,
+                server.health() == Health::Checking,
                 results.clone(),
             ));
             tracked.checker = Some(Checker {
@@ -302,29 +303,39 @@ fn sync_checker(
     generation
 }
 
-/// Checks one server every `interval`, the first time after a random part of it, so that the
-/// checks of a pool spread over the interval instead of arriving together.
+/// Checks one server every `interval` from a random phase of it, so that the checks of a pool
+/// spread over the interval instead of arriving together. A server still `checking` is checked
+/// once at once first: until it passes it takes no traffic, and at Ringway's start that is
+/// every server of the pool.
 async fn run_checker(
     id: u64,
     generation: u64,
     target: Target,
     interval: Duration,
+    check_at_once: bool,
     results: mpsc::UnboundedSender<CheckResult>,
 ) {
+    let probe = |target: &Target| {
+        let target = target.clone();
+        async move {
+            CheckResult {
+                id,
+                generation,
+                verdict: check::probe(&target).await,
+                at: SystemTime::now(),
+            }
+        }
+    };
+    if check_at_once && results.send(probe(&target).await).is_err() {
+        return;
+    }
     let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
     tokio::time::sleep(Duration::from_nanos(fastrand::u64(..nanos))).await;
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let verdict = check::probe(&target).await;
-        let result = CheckResult {
-            id,
-            generation,
-            verdict,
-            at: SystemTime::now(),
-        };
-        if results.send(result).is_err() {
+        if results.send(probe(&target).await).is_err() {
             return;
         }
     }
