@@ -81,8 +81,12 @@ async fn demo_serves_rooms_cache_and_status_page() {
         assert_eq!(health.status, 200);
         let page = send(client.get(format!("http://{admin}/"))).await;
         assert_eq!(page.status, 200);
-        for word in ["Ringway", "rooms-1", "rooms-3", "cache"] {
-            assert!(page.text().contains(word), "status page lacks {word}");
+        assert!(page.text().contains("<title>Ringway status</title>"));
+        // The page draws the pools from the API (tests/status_page.rs, .ci/browser-test).
+        let pools = send(client.get(format!("http://{admin}/api/v1/pools"))).await;
+        assert_eq!(pools.status, 200);
+        for word in ["rooms-1", "rooms-3", "cache"] {
+            assert!(pools.text().contains(word), "/api/v1/pools lacks {word}");
         }
 
         let pid = child.id().expect("pid").to_string();

@@ -131,9 +131,10 @@ async fn reload_swaps_a_good_file_and_refuses_a_bad_one() {
                 .expect("kill")
                 .success()
         );
+        // The API reloads above logged "configuration reloaded (api)" too: wait for this one.
         loop {
             let line = log_rx.recv().await.expect("ringway log ended");
-            if line.contains("configuration reloaded") {
+            if line.contains("configuration reloaded (SIGHUP)") {
                 break;
             }
         }

@@ -17,7 +17,8 @@ use super::{Admin, metrics, mutations, reload, ring, status_page, views};
 /// An endpoint with the names taken from its path.
 #[derive(Debug, PartialEq, Eq)]
 enum Endpoint {
-    StatusPage,
+    /// The status page (`""`) or one of its files.
+    StatusPage(String),
     Healthz,
     Metrics,
     Status,
@@ -50,7 +51,7 @@ impl Endpoint {
         let s: Vec<&str> = segments.iter().map(String::as_str).collect();
         let name = |n: &str| (!n.is_empty()).then(|| n.to_owned());
         Some(match s.as_slice() {
-            [""] => Endpoint::StatusPage,
+            [file] if status_page::serves(file) => Endpoint::StatusPage(file.to_string()),
             ["healthz"] => Endpoint::Healthz,
             ["metrics"] => Endpoint::Metrics,
             ["api", "v1", rest @ ..] => match rest {
@@ -130,14 +131,7 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
     let engine = &admin.engine;
     let sampler = &admin.sampler;
     match endpoint {
-        Endpoint::StatusPage => {
-            let page = status_page::status_page(&engine.shared.snapshot.load());
-            Ok(bytes_response(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                Bytes::from(page),
-            ))
-        }
+        Endpoint::StatusPage(file) => Ok(status_page::response(&file)),
         Endpoint::Healthz => {
             if engine.shared.shutting_down.load(Ordering::Relaxed) {
                 Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))
@@ -236,7 +230,12 @@ mod tests {
 
     #[test]
     fn paths_name_endpoints() {
-        assert_eq!(Endpoint::parse("/"), Some(Endpoint::StatusPage));
+        assert_eq!(Endpoint::parse("/"), Some(Endpoint::StatusPage(String::new())));
+        assert_eq!(
+            Endpoint::parse("/status.js"),
+            Some(Endpoint::StatusPage("status.js".into()))
+        );
+        assert_eq!(Endpoint::parse("/status.html"), None);
         assert_eq!(Endpoint::parse("/metrics"), Some(Endpoint::Metrics));
         assert_eq!(
             Endpoint::parse("/api/v1/pools/api/servers/127.0.0.1:9002"),

@@ -1,79 +1,107 @@
-//! `GET /`: the status page (HTML), moved here unchanged from the former single-file admin module.
+//! The status page at `GET /` of the admin address: one HTML page, its stylesheet and its script
+//! (three JavaScript modules), compiled into the binary so the page works offline and needs
+//! nothing from another host.
 //!
-//! Owns: the page's HTML. Must not touch: the live state (it only reads the snapshot).
+//! Owns: the static files of the page and the headers they are served with (no caching, a strict
+//! Content-Security-Policy). Must not touch live state: the page reads everything from the
+//! `/api/v1` endpoints with `fetch()` and changes servers only through them.
 
-use std::sync::atomic::Ordering;
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use http_body_util::Full;
 
-use crate::proxy::state::Snapshot;
+/// The scripts and the stylesheet are separate same-origin files, so the policy needs neither
+/// `'unsafe-inline'` nor hashes that would have to follow every edit of the page.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// One file of the page: its name under `/`, its type and its bytes.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
 }
 
-pub(super) fn status_page(snapshot: &Snapshot) -> String {
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\">\
-         <title>Ringway status</title><style>body{font:14px system-ui,sans-serif;margin:2em}\
-         table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}\
-         th{background:#f4f4f4}</style></head><body><h1>Ringway</h1><h2>Listeners</h2><table><tr><th>name</th><th>bind</th></tr>",
+const ASSETS: [Asset; 5] = [
+    Asset {
+        name: "",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("status_page/index.html"),
+    },
+    Asset {
+        name: "status.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("status_page/status.css"),
+    },
+    Asset {
+        name: "status.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("status_page/status.js"),
+    },
+    Asset {
+        name: "status-lib.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("status_page/status-lib.js"),
+    },
+    Asset {
+        name: "status-draw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("status_page/status-draw.js"),
+    },
+];
+
+/// Whether `name` (a path of one segment, without its leading `/`) is a file of the status page.
+pub fn serves(name: &str) -> bool {
+    ASSETS.iter().any(|a| a.name == name)
+}
+
+/// The file of the status page at `/{name}`, or the page itself for any name it does not serve.
+pub fn response(name: &str) -> Response<Full<Bytes>> {
+    let asset = ASSETS.iter().find(|a| a.name == name).unwrap_or(&ASSETS[0]);
+    let mut r = Response::new(Full::new(Bytes::from_static(asset.body.as_bytes())));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    // Live figures: a cached copy of the page or its script would show an old build's view.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
-    for l in &snapshot.config.listeners {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>",
-            escape_html(&l.name),
-            l.bind
-        ));
-    }
-    html.push_str("</table><h2>Routes</h2><table><tr><th>name</th><th>path</th><th>target</th></tr>");
-    for r in &snapshot.routes {
-        let target = match &r.target {
-            crate::proxy::state::RouteTarget::Forward { pool, .. } => format!("pool {}", pool.name),
-            crate::proxy::state::RouteTarget::Redirect { location, status } => {
-                format!(
-                    "redirect {} {}",
-                    status.as_u16(),
-                    location.to_str().unwrap_or("?")
-                )
-            }
-            crate::proxy::state::RouteTarget::Static { dir } => format!("static {}", dir.display()),
-        };
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape_html(&r.name),
-            escape_html(&r.prefix),
-            escape_html(&target)
-        ));
-    }
-    html.push_str("</table>");
-    let mut names: Vec<&String> = snapshot.pools.keys().collect();
-    names.sort();
-    for name in names {
-        let Some(p) = snapshot.pools.get(name) else {
-            continue;
-        };
-        html.push_str(&format!(
-            "<h2>Pool {}</h2><table><tr><th>server</th><th>address</th><th>state</th><th>health</th>\
-             <th>weight</th><th>in flight</th><th>requests</th><th>failures</th></tr>",
-            escape_html(name)
-        ));
-        for s in &p.members.load().servers {
-            html.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape_html(&s.name),
-                escape_html(&s.address),
-                s.admin_state().as_str(),
-                if s.is_up() { "up" } else { "down" },
-                s.weight(),
-                s.in_flight.load(Ordering::Relaxed),
-                s.requests.load(Ordering::Relaxed),
-                s.failures.load(Ordering::Relaxed)
-            ));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_the_page_and_its_files_with_no_store_and_a_policy() {
+        for (name, kind) in [
+            ("", "text/html"),
+            ("status.css", "text/css"),
+            ("status.js", "text/javascript"),
+            ("status-lib.js", "text/javascript"),
+            ("status-draw.js", "text/javascript"),
+        ] {
+            assert!(serves(name), "{name}");
+            let r = response(name);
+            let h = r.headers();
+            assert!(
+                h[header::CONTENT_TYPE]
+                    .to_str()
+                    .is_ok_and(|v| v.starts_with(kind))
+            );
+            assert_eq!(h[header::CACHE_CONTROL], "no-store");
+            let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap_or("");
+            assert!(
+                csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+                "{csp}"
+            );
         }
-        html.push_str("</table>");
+        assert!(!serves("api"));
+        assert!(!serves("favicon.ico"));
     }
-    html.push_str("</body></html>");
-    html
 }
