@@ -558,20 +558,7 @@ servers = ["{}"]
         assert_eq!(code, Some(0), "{stdout}{stderr}");
         assert!(stdout.contains("not applied: [admin] listen changed"), "{stdout}");
 
-        let pid = child.id().expect("pid").to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .await
-                .expect("kill")
-                .success()
-        );
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .expect("wait");
-        assert_eq!(status.code(), Some(0));
+        terminate_gracefully(&mut child).await;
         let _ = std::fs::remove_file(&path);
     })
     .await
@@ -620,20 +607,7 @@ async fn a_second_process_on_a_served_port_is_refused_and_logs_have_no_colour_in
             let r = send(client.get(format!("http://{addr}/x"))).await;
             assert_eq!(r.backend(), "first");
         }
-        let pid = first.id().expect("pid").to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .await
-                .expect("kill")
-                .success()
-        );
-        let status = tokio::time::timeout(Duration::from_secs(10), first.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .expect("wait");
-        assert_eq!(status.code(), Some(0));
+        terminate_gracefully(&mut first).await;
     })
     .await
 }

@@ -140,19 +140,7 @@ async fn reload_swaps_a_good_file_and_refuses_a_bad_one() {
         }
         assert_eq!(get(client.clone()).await.backend(), "first");
 
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .await
-                .expect("kill")
-                .success()
-        );
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .expect("wait");
-        assert_eq!(status.code(), Some(0));
+        terminate_gracefully(&mut child).await;
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await
@@ -370,19 +358,7 @@ async fn twenty_reloads_under_load_fail_nothing() {
         );
         drop(held);
 
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await
-                .expect("kill")
-                .success()
-        );
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .expect("wait");
-        assert_eq!(status.code(), Some(0));
+        terminate_gracefully(&mut child).await;
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await

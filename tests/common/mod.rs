@@ -591,6 +591,22 @@ impl Drop for Proxy {
     }
 }
 
+/// Sends SIGTERM to a `ringway` child and asserts that it stops gracefully (exit 0) within 10 s.
+pub async fn terminate_gracefully(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("child pid").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(killed.success(), "kill -TERM {pid}");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("ringway exits after SIGTERM")
+        .expect("wait for ringway");
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clients
 // ---------------------------------------------------------------------------------------------
