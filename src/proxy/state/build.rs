@@ -1,0 +1,274 @@
+//! Building a snapshot from a validated configuration: pools with their servers (kept by
+//! identity from the previous snapshot), routes with their figures, and the settings this
+//! version refuses.
+//!
+//! Owns: `Snapshot::build`. Must not touch: sockets (addresses are resolved here, once, off the
+//! request path).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+
+use super::*;
+use crate::balance::{Algorithm, HashFunction, HashKey};
+use crate::config::{self, Config, HostPattern, RouteAction};
+use crate::route::{HostMatch, RouteKey, RouteTable};
+
+fn algorithm_of(b: &config::Balance) -> (Algorithm, Option<(HashKey, HashFunction)>) {
+    let hash_fn = |h: config::HashFn| match h {
+        config::HashFn::Xxh3 => HashFunction::Xxh3,
+        config::HashFn::Sha1_28 => HashFunction::Sha1_28,
+    };
+    let key_of = |k: &config::HashKeySpec| match k {
+        config::HashKeySpec::Path => HashKey::Path,
+        config::HashKeySpec::Uri => HashKey::Uri,
+        config::HashKeySpec::ClientIp => HashKey::ClientIp,
+        config::HashKeySpec::Header(n) => http::HeaderName::from_bytes(n.as_bytes())
+            .map(HashKey::Header)
+            // Validation guarantees a valid header token; a path key is the safe fallback.
+            .unwrap_or(HashKey::Path),
+        config::HashKeySpec::Cookie(n) => HashKey::Cookie(n.clone()),
+        config::HashKeySpec::Query(n) => HashKey::Query(n.clone()),
+    };
+    match b {
+        config::Balance::RoundRobin => (Algorithm::RoundRobin, None),
+        config::Balance::LeastRequests => (Algorithm::LeastRequests, None),
+        config::Balance::RandomTwo => (Algorithm::RandomTwo, None),
+        config::Balance::ConsistentHash(h) => (
+            Algorithm::ConsistentHash {
+                vnodes: h.vnodes,
+                hash: hash_fn(h.hash),
+                bounded_load: h.bounded_load,
+            },
+            Some((key_of(&h.key), hash_fn(h.hash))),
+        ),
+        config::Balance::Maglev(h) => (
+            Algorithm::Maglev {
+                table_size: h.maglev_table_size,
+                hash: hash_fn(h.hash),
+                bounded_load: h.bounded_load,
+            },
+            Some((key_of(&h.key), hash_fn(h.hash))),
+        ),
+    }
+}
+
+/// Resolves `host:port` once; the first address wins (IPv4 preferred, as most stacks do).
+pub fn resolve(address: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve server address `{address}`: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("server address `{address}` resolves to nothing"))
+}
+
+impl Snapshot {
+    /// Builds a snapshot; servers and pools of `previous` with the same name and address are
+    /// kept (with their live state and counters).
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, Vec<String>> {
+        let (mut errors, warnings) = unsupported(&config);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let mut pools = HashMap::new();
+        for p in &config.pools {
+            let (algorithm, hash_key) = algorithm_of(&p.balance);
+            let settings = PoolSettings {
+                retries: p.retries.min(10),
+                connect_timeout: p.connect_timeout,
+                response_timeout: p.response_timeout,
+                max_conns: u64::from(p.max_conns),
+                hash_key,
+                algorithm,
+                health: p.health.clone(),
+                passive: p.passive,
+                slow_start: p.slow_start,
+            };
+            let old_members = previous
+                .and_then(|s| s.pools.get(&p.name))
+                .map(|pool| pool.members.load_full());
+            let old_servers: &[Arc<Server>] = old_members.as_ref().map_or(&[], |m| &m.servers);
+            let first_health = if p.health.is_some() {
+                Health::Checking
+            } else {
+                Health::Up
+            };
+            let mut servers = Vec::with_capacity(p.servers.len());
+            for s in &p.servers {
+                let kept = old_servers
+                    .iter()
+                    .find(|o| o.name == s.name && o.address == s.address);
+                match kept {
+                    Some(server) => {
+                        // A weight set through the admin API outlives the reload.
+                        if !server.weight_overridden.load(Ordering::Relaxed) {
+                            server.set_weight(s.weight);
+                        }
+                        server.runtime_added.store(false, Ordering::Relaxed);
+                        servers.push(server.clone());
+                    }
+                    None => match resolve(&s.address) {
+                        Ok(addr) => servers.push(Arc::new(Server::new(
+                            s.name.clone(),
+                            s.address.clone(),
+                            addr,
+                            s.weight,
+                            first_health,
+                        ))),
+                        Err(e) => errors.push(format!("pool `{}`: {e}", p.name)),
+                    },
+                }
+            }
+            // Servers added at run time survive a reload of a file that does not list them.
+            for o in old_servers {
+                if o.runtime_added.load(Ordering::Relaxed) && !servers.iter().any(|s| s.name == o.name) {
+                    servers.push(o.clone());
+                }
+            }
+            for s in &servers {
+                // Without checks (or passive ejection) nothing would ever bring a server back.
+                if p.health.is_none() {
+                    crate::health::events::set_health(
+                        &p.name,
+                        s,
+                        Health::Up,
+                        "the pool has no health checks any more",
+                    );
+                }
+                if p.passive.is_none() {
+                    crate::health::events::set_ejected(
+                        &p.name,
+                        s,
+                        false,
+                        "the pool has no passive ejection any more",
+                    );
+                }
+            }
+            if servers.is_empty() {
+                // Discovery may fill the pool later; until then it answers 503.
+                continue;
+            }
+            let pool = Pool {
+                name: p.name.clone(),
+                members: ArcSwap::from_pointee(build_members(&settings.algorithm, servers)),
+                settings,
+            };
+            pools.insert(p.name.clone(), Arc::new(pool));
+        }
+        let mut keys = Vec::with_capacity(config.routes.len());
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            keys.push(RouteKey {
+                host: match &r.host {
+                    None => HostMatch::Any,
+                    Some(HostPattern::Exact(h)) => HostMatch::Exact(h.clone()),
+                    Some(HostPattern::Wildcard(s)) => HostMatch::Suffix(s.clone()),
+                },
+                path: r.path.clone(),
+            });
+            let target = match &r.action {
+                RouteAction::Pool { pool, strip_prefix } => match pools.get(pool) {
+                    Some(p) => RouteTarget::Forward {
+                        pool: p.clone(),
+                        strip: strip_prefix.then(|| r.path.clone()),
+                    },
+                    None => {
+                        errors.push(format!("route `{}`: pool `{pool}` has no servers", r.name));
+                        continue;
+                    }
+                },
+                RouteAction::Redirect { to, status } => {
+                    match (HeaderValue::from_str(to), http::StatusCode::from_u16(*status)) {
+                        (Ok(location), Ok(status)) => RouteTarget::Redirect { location, status },
+                        _ => {
+                            errors.push(format!("route `{}`: bad redirect", r.name));
+                            continue;
+                        }
+                    }
+                }
+                RouteAction::Static { dir } => RouteTarget::Static { dir: dir.clone() },
+            };
+            let pool = match &r.action {
+                RouteAction::Pool { pool, .. } => Some(pool.as_str()),
+                _ => None,
+            };
+            let stats = previous
+                .and_then(|s| {
+                    s.routes
+                        .iter()
+                        .find(|o| o.name == r.name && o.stats.pool.as_deref() == pool)
+                })
+                .map_or_else(|| Arc::new(RouteStats::new(&r.name, pool)), |o| o.stats.clone());
+            routes.push(Route {
+                name: r.name.clone(),
+                prefix: r.path.clone(),
+                target,
+                stats,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Snapshot {
+            table: RouteTable::new(&keys),
+            routes,
+            pools,
+            unrouted: previous.map_or_else(|| Arc::new(RouteStats::new("", None)), |s| s.unrouted.clone()),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Settings the configuration accepts whose runtime part is not built yet.
+///
+/// Errors are settings that would change what a client gets if ignored (a TLS listener served
+/// in plaintext, a PROXY header read as a request, a maintenance page never shown); the engine
+/// refuses them. Warnings are settings whose absence only removes a safety net.
+pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    // Nothing is only warned about today (health checks and passive ejection, once warned
+    // about, now run); the list stays for the next setting whose runtime comes later.
+    let warnings = Vec::new();
+    for l in &config.listeners {
+        if l.tls.is_some() {
+            errors.push(format!(
+                "listener `{}`: TLS is not supported by this version yet",
+                l.name
+            ));
+        }
+        if l.proxy_protocol {
+            errors.push(format!(
+                "listener `{}`: proxy_protocol is not supported by this version yet",
+                l.name
+            ));
+        }
+    }
+    for r in &config.routes {
+        if let Some(m) = &r.maintenance
+            && (m.enabled || !m.windows.is_empty())
+        {
+            errors.push(format!(
+                "route `{}`: maintenance is not supported by this version yet",
+                r.name
+            ));
+        }
+    }
+    for p in &config.pools {
+        if p.discover.is_some() {
+            errors.push(format!(
+                "pool `{}`: DNS discovery is not supported by this version yet",
+                p.name
+            ));
+        }
+    }
+    (errors, warnings)
+}
