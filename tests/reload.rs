@@ -54,35 +54,7 @@ async fn reload_swaps_a_good_file_and_refuses_a_bad_one() {
         // (a listener change would need a restart).
         write(&path, &config_text(0, &first.address()));
 
-        let mut child = ringway_command()
-            .arg("run")
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringway run");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let (mut listen, mut admin) = (None, None);
-        while listen.is_none() || admin.is_none() {
-            let line = lines
-                .next_line()
-                .await
-                .expect("stderr")
-                .expect("ringway exited early");
-            if line.contains("listener `main`") {
-                listen = address_after(&line, "http://");
-            } else if line.contains("admin interface") {
-                admin = address_after(&line, "http://");
-            }
-        }
-        let (listen, admin) = (listen.expect("listener"), admin.expect("admin"));
-        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = log_tx.send(line);
-            }
-        });
+        let (mut child, listen, admin, mut log_rx) = run_ringway(&path).await;
         let port: u16 = listen
             .rsplit(':')
             .next()
