@@ -217,6 +217,72 @@ async fn answer_before_the_body_is_read_reaches_the_client() {
 }
 
 #[tokio::test]
+async fn a_body_still_arriving_after_the_answer_is_read_not_reset() {
+    bounded(async {
+        // The server answers at once and never reads the body. The client reads the answer,
+        // then sends the rest of its body and a second request on the same connection: Ringway
+        // drains the rest (a lingering close) instead of closing on unread bytes, which would
+        // make the kernel reset the connection under the client.
+        let server = Scripted::start(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone", After::Stall).await;
+        let proxy = proxy_to(&server);
+        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+        let total = 4 << 20;
+        let head = format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {total}\r\n\r\n");
+        client.write_all(head.as_bytes()).await.expect("head");
+        client.write_all(&vec![b'x'; 64 << 10]).await.expect("first part");
+        let answer = read_response(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        let rest = vec![b'x'; total - (64 << 10)];
+        client
+            .write_all(&rest)
+            .await
+            .expect("the rest of the body is taken, not reset");
+        client
+            .write_all(b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("second request");
+        let second = read_response(&mut client).await;
+        assert!(
+            second.starts_with("HTTP/1.1 200"),
+            "second answer on the same connection: {second}"
+        );
+        proxy.stop().await;
+    })
+    .await
+}
+
+/// Reads one response with a `Content-Length` body from a raw client socket.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&buf[..end + 4 + length]).into_owned();
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read response");
+        assert!(
+            n > 0,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
 async fn bytes_after_the_body_keep_the_connection_out_of_the_pool() {
     bounded(async {
         let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA BYTES";

@@ -223,7 +223,8 @@ pub enum UploadError {
 
 /// The client's request body on its way to the server, counted against a limit.
 pub struct Upload {
-    body: Incoming,
+    /// `None` once dropped unfinished: the rest is then drained by [`linger`].
+    body: Option<Incoming>,
     remaining: u64,
     chunked: bool,
     /// Pieces taken from the client and not yet written to the server.
@@ -238,7 +239,7 @@ impl Upload {
     /// The upload of `body`, at most `limit` bytes, chunked or as is.
     pub fn new(body: Incoming, limit: u64, chunked: bool) -> Upload {
         Upload {
-            body,
+            body: Some(body),
             remaining: limit,
             chunked,
             pending: VecDeque::new(),
@@ -284,7 +285,10 @@ impl Upload {
             if self.ended {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
                 None => {
                     self.ended = true;
                     if self.chunked {
@@ -319,6 +323,38 @@ impl Upload {
     /// Whether the whole body has been written.
     fn is_done(&self) -> bool {
         self.ended && self.pending.is_empty()
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // Answered (early, or with an error) before the client finished sending: closing now
+        // with its bytes unread makes the kernel reset the connection, which can destroy the
+        // answer before the client reads it. Read and discard the rest for a while instead, as
+        // nginx's lingering close does.
+        if !self.ended
+            && let Some(body) = self.body.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(linger(body));
+        }
+    }
+}
+
+/// Longest time an unfinished request body is drained after its answer (nginx `lingering_time`).
+const LINGER_FOR: Duration = Duration::from_secs(30);
+/// Longest wait for the next piece of it (nginx `lingering_timeout`).
+const LINGER_IDLE: Duration = Duration::from_secs(5);
+
+/// Reads and discards the rest of a client's body, bounded by [`LINGER_FOR`] and [`LINGER_IDLE`].
+async fn linger(mut body: Incoming) {
+    let until = tokio::time::Instant::now() + LINGER_FOR;
+    loop {
+        let next = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
+        match tokio::time::timeout_at(next, poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))).await {
+            Ok(Some(Ok(_))) => {}
+            _ => return,
+        }
     }
 }
 
