@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::balance::{HashFunction, Member};
 use crate::config::{
     AccessLogFormat, AccessLogTarget, AdminConfig, Balance, Config, HashFn, HashKeySpec, HashSettings,
-    Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig, Workers,
+    Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig, UpstreamProtocol,
+    Workers,
 };
 use crate::proxy::Engine;
 
@@ -39,6 +40,9 @@ pub fn pool(name: &str, balance: Balance, servers: Vec<ServerConfig>) -> PoolCon
         health: None,
         passive: None,
         slow_start: None,
+        protocol: UpstreamProtocol::Http1,
+        tls: None,
+        send_proxy: None,
     }
 }
 
@@ -72,6 +76,8 @@ pub fn listener(name: &str, bind: SocketAddr) -> ListenerConfig {
         bind,
         tls: None,
         proxy_protocol: false,
+        proxy_protocol_from: Vec::new(),
+        trusted_proxies: Vec::new(),
         limits: Limits::default(),
         redirect_https: None,
     }

@@ -14,6 +14,8 @@ const LISTENER_KEYS: &[&str] = &[
     "bind",
     "tls",
     "proxy_protocol",
+    "proxy_protocol_from",
+    "trusted_proxies",
     "limits",
     "redirect_https",
 ];
@@ -40,6 +42,21 @@ pub(crate) fn parse_listener(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Op
             .map(Some),
     };
     let proxy_protocol = t.get("proxy_protocol").map_or(Some(false), |f| cx.bool(f));
+    let proxy_protocol_from = match t.get("proxy_protocol_from") {
+        None => Some(Vec::new()),
+        Some(f) => {
+            if proxy_protocol == Some(false) {
+                cx.err(
+                    f.key_at,
+                    "`proxy_protocol_from` needs `proxy_protocol = true` on the same listener",
+                );
+            }
+            networks(cx, f)
+        }
+    };
+    let trusted_proxies = t
+        .get("trusted_proxies")
+        .map_or(Some(Vec::new()), |f| networks(cx, f));
     let limits = match t.get("limits") {
         None => Some(Limits::default()),
         Some(f) => cx
@@ -66,6 +83,8 @@ pub(crate) fn parse_listener(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Op
         bind: bind?.0,
         tls: tls?,
         proxy_protocol: proxy_protocol?,
+        proxy_protocol_from: proxy_protocol_from?,
+        trusted_proxies: trusted_proxies?,
         limits: limits?,
         redirect_https: redirect_https?,
     })
@@ -161,6 +180,7 @@ fn parse_limits(cx: &mut Ctx, t: &Tbl<'_>) -> Option<Limits> {
             "idle_timeout",
             "max_header_bytes",
             "max_body_bytes",
+            "send_timeout",
         ],
     );
     let d = Limits::default();
@@ -203,12 +223,38 @@ fn parse_limits(cx: &mut Ctx, t: &Tbl<'_>) -> Option<Limits> {
             }
         }),
     };
+    let send_timeout = t
+        .get("send_timeout")
+        .map_or(Some(d.send_timeout), |f| cx.duration(f, true));
     Some(Limits {
+        send_timeout: send_timeout?,
         header_timeout: header_timeout?,
         idle_timeout: idle_timeout?,
         max_header_bytes: max_header_bytes?,
         max_body_bytes: max_body_bytes?,
     })
+}
+
+/// A list of networks (`["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]`); a bare address is a
+/// network of one.
+pub(crate) fn networks(cx: &mut Ctx, f: Field<'_>) -> Option<Vec<ipnet::IpNet>> {
+    let items = cx.array(f)?;
+    let mut nets = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for item in items {
+        let Some(s) = cx.str(item) else {
+            ok = false;
+            continue;
+        };
+        match super::values::network(s) {
+            Ok(n) => nets.push(n),
+            Err(e) => {
+                cx.err(item.at, e);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(nets)
 }
 
 fn parse_redirect_https(cx: &mut Ctx, t: &Tbl<'_>) -> Option<RedirectHttps> {

@@ -136,6 +136,7 @@ fn check_path(kind: PathKind, path: &Path) -> Result<(), String> {
         PathKind::MaintenancePage => readable_file(path, "maintenance page"),
         PathKind::TlsCert => readable_file(path, "certificate"),
         PathKind::TlsKey => readable_file(path, "private key"),
+        PathKind::TlsCa => readable_file(path, "CA certificate file"),
     }
 }
 

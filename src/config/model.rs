@@ -83,6 +83,11 @@ pub struct ListenerConfig {
     pub tls: Option<TlsConfig>,
     /// Expect a PROXY protocol v1/v2 header on each connection.
     pub proxy_protocol: bool,
+    /// Peers allowed to send a PROXY header (empty: any peer); others are refused.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` names the real client (nginx's
+    /// `set_real_ip_from`); empty: the header is never believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Limits and timeouts of client connections.
     pub limits: Limits,
     /// Answer every request with a redirect to https.
@@ -116,6 +121,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Largest request body (default 100 MiB).
     pub max_body_bytes: u64,
+    /// A response the client stops reading (an HTTP/1.1 socket that stays unwritable, an
+    /// HTTP/2 window that stays at zero) is cut after this (default 60s, as nginx's
+    /// `send_timeout`).
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -125,6 +134,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 65536,
             max_body_bytes: 100 * 1024 * 1024,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -222,9 +232,47 @@ pub struct PoolConfig {
     pub health: Option<HealthConfig>,
     /// Passive ejection.
     pub passive: Option<PassiveConfig>,
+    /// The protocol spoken to the servers (default HTTP/1.1).
+    pub protocol: UpstreamProtocol,
+    /// TLS to the servers (`tls = true` or a table); `None` for cleartext.
+    pub tls: Option<UpstreamTls>,
+    /// A PROXY protocol header sent first on every connection to a server.
+    pub send_proxy: Option<ProxyVersion>,
     /// Slow start: a server coming back ramps to its full weight over this time (none = no
     /// ramp). Only on pools whose algorithm reads weights per pick (not hashed pools).
     pub slow_start: Option<Duration>,
+}
+
+/// The protocol a pool speaks to its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// `http1` (default): HTTP/1.1 with pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// `h2`: HTTP/2 over TLS (the pool must have `tls`), multiplexed.
+    H2,
+    /// `h2c`: cleartext HTTP/2 by prior knowledge, multiplexed.
+    H2c,
+}
+
+/// `tls = true` or `tls = { ca, server_name, verify }` on a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM file of the CA(s) that sign the servers' certificates; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Name sent as SNI and verified in the certificate; `None`: the server's host (or its IP).
+    pub server_name: Option<String>,
+    /// Verify the servers' certificates (default true; false is warned about at start).
+    pub verify: bool,
+}
+
+/// A PROXY protocol version (`send_proxy = "v1" | "v2"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text form.
+    V1,
+    /// The binary form.
+    V2,
 }
 
 /// A pool's algorithm with its parameters.

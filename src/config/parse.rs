@@ -110,7 +110,7 @@ fn parse_root(cx: &mut Ctx, facts: &mut Facts, root: &Tbl<'_>) -> Option<Config>
                 );
             }
             if let Some(t) = cx.table(pf, format!("[pool.{name}]")) {
-                pools.push(pool::parse_pool(cx, name, &t));
+                pools.push(pool::parse_pool(cx, facts, name, &t));
             }
         }
     }

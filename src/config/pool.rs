@@ -7,6 +7,7 @@ use std::time::Duration;
 use toml_edit::{Item, Value};
 
 use super::model::*;
+use super::validate::{Facts, PathFact, PathKind};
 use super::values;
 use super::walk::{Ctx, Field, Node, Tbl, is_str, is_table};
 
@@ -20,6 +21,9 @@ const POOL_KEYS: &[&str] = &[
     "health",
     "passive",
     "slow_start",
+    "protocol",
+    "tls",
+    "send_proxy",
     "hash_key",
     "vnodes",
     "hash",
@@ -42,7 +46,7 @@ const MIN_MAGLEV: u32 = 1021;
 /// Largest Maglev table size.
 const MAX_MAGLEV: u32 = 1 << 24;
 
-pub(crate) fn parse_pool(cx: &mut Ctx, pool: &str, t: &Tbl<'_>) -> Option<PoolConfig> {
+pub(crate) fn parse_pool(cx: &mut Ctx, facts: &mut Facts, pool: &str, t: &Tbl<'_>) -> Option<PoolConfig> {
     t.check_keys(cx, POOL_KEYS);
     let balance_idx = t.get("balance").map_or(Some(0), |f| cx.choice(f, BALANCES));
     let hashed = matches!(balance_idx, Some(3 | 4));
@@ -200,6 +204,43 @@ pub(crate) fn parse_pool(cx: &mut Ctx, pool: &str, t: &Tbl<'_>) -> Option<PoolCo
         );
     }
 
+    let protocol = t.get("protocol").map_or(Some(UpstreamProtocol::Http1), |f| {
+        cx.choice(f, &["http1", "h2", "h2c"]).map(|i| {
+            [
+                UpstreamProtocol::Http1,
+                UpstreamProtocol::H2,
+                UpstreamProtocol::H2c,
+            ][i]
+        })
+    });
+    let tls = match t.get("tls") {
+        None => Some(None),
+        Some(f) => parse_upstream_tls(cx, facts, pool, f),
+    };
+    match (protocol, &tls, t.get("protocol")) {
+        (Some(UpstreamProtocol::H2), Some(None), Some(f)) => cx.err(
+            f.at,
+            format!(
+                "pool `{pool}`: `protocol = \"h2\"` is HTTP/2 over TLS and needs `tls`; \
+                 use \"h2c\" for cleartext HTTP/2"
+            ),
+        ),
+        (Some(UpstreamProtocol::H2c), Some(Some(_)), Some(f)) => cx.err(
+            f.at,
+            format!(
+                "pool `{pool}`: `protocol = \"h2c\"` is cleartext HTTP/2 and cannot go with `tls`; \
+                 use \"h2\""
+            ),
+        ),
+        _ => {}
+    }
+    let send_proxy = match t.get("send_proxy") {
+        None => Some(None),
+        Some(f) => cx
+            .choice(f, &["v1", "v2"])
+            .map(|i| Some([ProxyVersion::V1, ProxyVersion::V2][i])),
+    };
+
     let settings = || -> Option<HashSettings> {
         Some(HashSettings {
             key: key.clone()?,
@@ -228,6 +269,9 @@ pub(crate) fn parse_pool(cx: &mut Ctx, pool: &str, t: &Tbl<'_>) -> Option<PoolCo
         health: health?,
         passive: passive?,
         slow_start: slow_start?,
+        protocol: protocol?,
+        tls: tls?,
+        send_proxy: send_proxy?,
     })
 }
 
@@ -498,4 +542,63 @@ fn parse_passive(cx: &mut Ctx, t: &Tbl<'_>) -> Option<PassiveConfig> {
         failures: failures?,
         eject: eject?,
     })
+}
+
+/// `tls = true | false` or `tls = { ca, server_name, verify }` on a pool.
+fn parse_upstream_tls(
+    cx: &mut Ctx,
+    facts: &mut Facts,
+    pool: &str,
+    f: Field<'_>,
+) -> Option<Option<UpstreamTls>> {
+    if !is_table(f) {
+        return cx.bool(f).map(|on| {
+            on.then_some(UpstreamTls {
+                ca: None,
+                server_name: None,
+                verify: true,
+            })
+        });
+    }
+    let tt = cx.table(f, format!("`tls` of [pool.{pool}]"))?;
+    tt.check_keys(cx, &["ca", "server_name", "verify"]);
+    let ca = match tt.get("ca") {
+        None => Some(None),
+        Some(cf) => cx.nonempty_str(cf).map(|p| {
+            facts.paths.push(PathFact {
+                kind: PathKind::TlsCa,
+                path: std::path::PathBuf::from(p),
+                at: cf.key_at,
+            });
+            Some(std::path::PathBuf::from(p))
+        }),
+    };
+    let server_name = match tt.get("server_name") {
+        None => Some(None),
+        Some(nf) => cx.nonempty_str(nf).and_then(|n| {
+            if values::is_dns_name(n, false) || n.parse::<std::net::IpAddr>().is_ok() {
+                Some(Some(n.to_ascii_lowercase()))
+            } else {
+                cx.err(
+                    nf.at,
+                    format!("`server_name` \"{n}\" is not a DNS name or IP address"),
+                );
+                None
+            }
+        }),
+    };
+    let verify = tt.get("verify").map_or(Some(true), |vf| cx.bool(vf));
+    if verify == Some(false)
+        && let Some(cf) = tt.get("ca")
+    {
+        cx.err(
+            cf.key_at,
+            "`ca` has no use with `verify = false`: the certificates would not be checked",
+        );
+    }
+    Some(Some(UpstreamTls {
+        ca: ca?,
+        server_name: server_name?,
+        verify: verify?,
+    }))
 }

@@ -248,11 +248,14 @@ fn minimal_config_gets_every_default() {
             bind: "0.0.0.0:8080".parse().unwrap(),
             tls: None,
             proxy_protocol: false,
+            proxy_protocol_from: vec![],
+            trusted_proxies: vec![],
             limits: Limits {
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),
                 max_header_bytes: 65536,
                 max_body_bytes: 100 * 1024 * 1024,
+                send_timeout: Duration::from_secs(60),
             },
             redirect_https: None,
         }]
@@ -288,6 +291,9 @@ fn minimal_config_gets_every_default() {
             health: None,
             passive: None,
             slow_start: None,
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
+            send_proxy: None,
         }]
     );
 }
@@ -433,7 +439,8 @@ health = { expect = "200,3xx", path = "/ping", interval = "5s", timeout = "5s" }
             header_timeout: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(120),
             max_header_bytes: 8192,
-            max_body_bytes: 10_000
+            max_body_bytes: 10_000,
+            send_timeout: Duration::from_secs(60),
         }
     );
     assert_eq!(
@@ -1531,4 +1538,104 @@ fn documented_examples_parse() {
             es.join("\n")
         );
     }
+}
+
+#[test]
+fn edge_keys_of_listeners() {
+    let c = ok(r#"[[listener]]
+name = "edge"
+bind = "0.0.0.0:8080"
+proxy_protocol = true
+proxy_protocol_from = ["10.0.0.0/8", "192.0.2.7"]
+trusted_proxies = ["2001:db8::/32"]
+[listener.limits]
+send_timeout = "15s"
+[[route]]
+name = "r"
+pool = "app"
+[pool.app]
+servers = ["127.0.0.1:3000"]
+"#);
+    let l = &c.listeners[0];
+    assert_eq!(
+        l.proxy_protocol_from,
+        vec![
+            "10.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+            "192.0.2.7/32".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        l.trusted_proxies,
+        vec!["2001:db8::/32".parse::<ipnet::IpNet>().unwrap()]
+    );
+    assert_eq!(l.limits.send_timeout, Duration::from_secs(15));
+
+    one_err(
+        "[[listener]]\nname = \"a\"\nbind = \"0.0.0.0:1\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n\
+         [[route]]\nname = \"r\"\npool = \"app\"\n[pool.app]\nservers = [\"127.0.0.1:3000\"]\n",
+        "4:1: `proxy_protocol_from` needs `proxy_protocol = true`",
+    );
+    one_err(
+        "[[listener]]\nname = \"a\"\nbind = \"0.0.0.0:1\"\ntrusted_proxies = [\"10.0.0.1/8\"]\n\
+         [[route]]\nname = \"r\"\npool = \"app\"\n[pool.app]\nservers = [\"127.0.0.1:3000\"]\n",
+        "4:20: network \"10.0.0.1/8\" has host bits set; did you mean \"10.0.0.0/8\"?",
+    );
+    one_err(
+        "[[listener]]\nname = \"a\"\nbind = \"0.0.0.0:1\"\ntrusted_proxies = [\"10.0.0.0/8\", \"lan\"]\n\
+         [[route]]\nname = \"r\"\npool = \"app\"\n[pool.app]\nservers = [\"127.0.0.1:3000\"]\n",
+        "4:34: invalid network \"lan\"",
+    );
+}
+
+#[test]
+fn edge_keys_of_pools() {
+    let c = ok(&pool_with(
+        "protocol = \"h2\"\ntls = { ca = \"ca.pem\", server_name = \"API.internal\" }\nsend_proxy = \"v2\"\n",
+    ));
+    let p = &c.pools[0];
+    assert_eq!(p.protocol, UpstreamProtocol::H2);
+    assert_eq!(
+        p.tls,
+        Some(UpstreamTls {
+            ca: Some("ca.pem".into()),
+            server_name: Some("api.internal".into()),
+            verify: true
+        })
+    );
+    assert_eq!(p.send_proxy, Some(ProxyVersion::V2));
+    let c = ok(&pool_with("tls = true\n"));
+    assert_eq!(
+        c.pools[0].tls,
+        Some(UpstreamTls {
+            ca: None,
+            server_name: None,
+            verify: true
+        })
+    );
+    assert_eq!(ok(&pool_with("tls = false\n")).pools[0].tls, None);
+    assert_eq!(
+        ok(&pool_with("protocol = \"h2c\"\n")).pools[0].protocol,
+        UpstreamProtocol::H2c
+    );
+
+    one_err(
+        &pool_with("protocol = \"h2\"\n"),
+        "12:12: pool `app`: `protocol = \"h2\"` is HTTP/2 over TLS and needs `tls`",
+    );
+    one_err(
+        &pool_with("protocol = \"h2c\"\ntls = true\n"),
+        "12:12: pool `app`: `protocol = \"h2c\"` is cleartext HTTP/2 and cannot go with `tls`",
+    );
+    one_err(&pool_with("protocol = \"http2\"\n"), "12:12: `protocol`");
+    one_err(&pool_with("send_proxy = \"v3\"\n"), "12:14: `send_proxy`");
+    one_err(
+        &pool_with("tls = { verify = false, ca = \"ca.pem\" }\n"),
+        "12:25: `ca` has no use with `verify = false`",
+    );
+    one_err(&pool_with("tls = { sni = \"x\" }\n"), "12:9: unknown key `sni`");
+}
+
+/// `MINIMAL` with `rest` appended to its pool; `rest` starts on line 12.
+fn pool_with(rest: &str) -> String {
+    format!("{MINIMAL}{rest}")
 }

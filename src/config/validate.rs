@@ -39,6 +39,8 @@ pub(crate) enum PathKind {
     TlsCert,
     /// A listener's TLS private key: a readable file.
     TlsKey,
+    /// A pool's CA bundle for TLS to its servers: a readable PEM file of certificates.
+    TlsCa,
 }
 
 /// A path as written in the file, with the position of its key (byte offset).

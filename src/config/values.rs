@@ -47,6 +47,26 @@ pub(crate) fn size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses an `IP:port` socket address to listen on (`[v6]:port` for IPv6).
+/// A network in CIDR form (`10.0.0.0/8`), or one address (`192.0.2.7`, `::1`).
+pub(crate) fn network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<ipnet::IpNet>() {
+        if n.trunc() != n {
+            return Err(format!(
+                "network \"{s}\" has host bits set; did you mean \"{}\"?",
+                n.trunc()
+            ));
+        }
+        return Ok(n);
+    }
+    if let Ok(a) = s.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(a));
+    }
+    Err(format!(
+        "invalid network \"{s}\": expected an address or CIDR such as \"10.0.0.0/8\""
+    ))
+}
+
 pub(crate) fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>().map_err(|_| {
         format!(

@@ -39,8 +39,11 @@ pub struct ConnCtx {
     pub shared: Arc<super::server::Shared>,
     /// The listener that accepted it.
     pub listener: Rc<ListenerCtx>,
-    /// The client's address.
+    /// The client's address: the PROXY header's source on a listener that reads one, else the
+    /// peer of the socket.
     pub peer: SocketAddr,
+    /// The address the client connected to (the PROXY header's destination, when sent on).
+    pub local: SocketAddr,
     /// Liveness state for the idle and header timeouts.
     pub state: Arc<ConnState>,
     /// The client's address as an `X-Forwarded-For` value.
@@ -177,13 +180,19 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
     let snapshot = ctx.shared.snapshot.load();
     let access_log: Option<Arc<_>> = ctx.shared.access_log.load().as_ref().clone();
     let rid = headers::request_id(req.headers());
+    // Behind trusted HTTP proxies, the client they name; the connection's peer otherwise.
+    let client = if ctx.listener.trusted_proxies.is_empty() {
+        ctx.peer.ip()
+    } else {
+        super::client_addr::real_client(ctx.peer.ip(), req.headers(), &ctx.listener.trusted_proxies)
+    };
     let start = Stamp::now();
     let mut log = access_log.map(|log| {
         Box::new(AccessRecord {
             log,
             start: Instant::from_std(start.instant()),
             wall: SystemTime::now(),
-            client: ctx.peer.ip(),
+            client,
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: request_host_value(&req),
@@ -224,16 +233,18 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
                 end.apply(resp, info)
             })
         }
-        Decision::Forward { facts, pool, strip } => match prepare(req, facts, ctx, pool, strip, &end.rid) {
-            None => Box::pin(std::future::ready(end.apply(too_large(), info))),
-            Some(request) => {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    let resp = forward(request, &pool, &mut info, end.log.as_deref_mut()).await;
-                    end.apply(resp, info)
-                })
+        Decision::Forward { facts, pool, strip } => {
+            match prepare(req, facts, ctx, client, pool, strip, &end.rid) {
+                None => Box::pin(std::future::ready(end.apply(too_large(), info))),
+                Some(request) => {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        let resp = forward(request, &pool, &mut info, end.log.as_deref_mut()).await;
+                        end.apply(resp, info)
+                    })
+                }
             }
-        },
+        }
     }
 }
 
@@ -418,6 +429,7 @@ fn prepare(
     req: Request<Incoming>,
     facts: headers::RequestFacts,
     ctx: &ConnCtx,
+    client: std::net::IpAddr,
     pool: &Pool,
     strip: Option<&str>,
     rid: &HeaderValue,
@@ -430,7 +442,7 @@ fn prepare(
         .settings
         .hash_key
         .as_ref()
-        .and_then(|(key, f)| key.key_hash(req.uri(), req.headers(), ctx.peer.ip(), *f));
+        .and_then(|(key, f)| key.key_hash(req.uri(), req.headers(), client, *f));
     let (mut parts, body) = req.into_parts();
     let client_upgrade = if facts.websocket {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()

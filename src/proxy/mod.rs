@@ -5,15 +5,18 @@
 
 pub mod access_log;
 pub mod body;
+pub mod client_addr;
 pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod listeners;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod server;
 pub mod state;
 pub mod static_files;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
 mod worker;
 

@@ -45,6 +45,12 @@ pub struct ListenerCtx {
     pub proto: &'static str,
     /// Client connections open now on this listener (all workers).
     pub open: Arc<AtomicUsize>,
+    /// TLS termination, for a TLS listener (shared by the workers, swapped by reloads).
+    pub tls: Option<Arc<super::tls::ServerTls>>,
+    /// Read a PROXY protocol header first (from these peers only, when not empty).
+    pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` names the real client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A listener as the admin side shows it.
@@ -164,13 +170,14 @@ const HEAD_ENDED: u8 = 2;
 const HEAD_MID_LINE: u8 = 4;
 const HEAD_PENDING_CR: u8 = 8;
 
-/// A client socket that notes when a request head starts arriving on an idle connection.
-struct TrackedStream {
-    inner: TcpStream,
+/// A client stream (TCP or TLS) that notes when a request head starts arriving on an idle
+/// connection.
+struct TrackedStream<S> {
+    inner: S,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for TrackedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for TrackedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -189,7 +196,7 @@ impl AsyncRead for TrackedStream {
     }
 }
 
-impl AsyncWrite for TrackedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedStream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -285,13 +292,20 @@ pub fn worker_count(w: Workers) -> usize {
     }
 }
 
-pub(super) fn listener_ctx(l: &ListenerConfig, open: Arc<AtomicUsize>) -> ListenerCtx {
+pub(super) fn listener_ctx(
+    l: &ListenerConfig,
+    open: Arc<AtomicUsize>,
+    tls: Option<Arc<super::tls::ServerTls>>,
+) -> ListenerCtx {
     ListenerCtx {
         name: l.name.clone(),
         limits: l.limits,
         redirect_https: l.redirect_https,
         proto: if l.tls.is_some() { "https" } else { "http" },
         open,
+        tls,
+        proxy_protocol: l.proxy_protocol.then(|| l.proxy_protocol_from.clone()),
+        trusted_proxies: l.trusted_proxies.clone(),
     }
 }
 
@@ -475,8 +489,10 @@ trait ServedConnection {
     fn shut_down(self: Pin<&mut Self>);
 }
 
-impl<S> ServedConnection for hyper::server::conn::http1::UpgradeableConnection<TokioIo<TrackedStream>, S>
+impl<S, I> ServedConnection
+    for hyper::server::conn::http1::UpgradeableConnection<TokioIo<TrackedStream<I>>, S>
 where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -485,8 +501,10 @@ where
     }
 }
 
-impl<S> ServedConnection for hyper::server::conn::http2::Connection<TokioIo<TrackedStream>, S, LocalExec>
+impl<S, I> ServedConnection
+    for hyper::server::conn::http2::Connection<TokioIo<TrackedStream<I>>, S, LocalExec>
 where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: 'static,
@@ -496,8 +514,9 @@ where
     }
 }
 
-impl<S> ServedConnection for auto::UpgradeableConnection<'_, TokioIo<TrackedStream>, S, LocalExec>
+impl<S, I> ServedConnection for auto::UpgradeableConnection<'_, TokioIo<TrackedStream<I>>, S, LocalExec>
 where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     LocalExec: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, super::body::ResponseBody>,
@@ -505,6 +524,14 @@ where
     fn shut_down(self: Pin<&mut Self>) {
         self.graceful_shutdown();
     }
+}
+
+/// How a connection speaks once its prelude (PROXY header, TLS handshake) is done.
+enum Speaks {
+    /// Told from the first bytes of a cleartext connection.
+    Cleartext(FirstBytes),
+    /// Chosen by ALPN on a TLS connection: HTTP/2 if `true`.
+    Tls(bool),
 }
 
 pub(super) async fn serve_connection(
@@ -515,49 +542,130 @@ pub(super) async fn serve_connection(
     protocols: Rc<Protocols>,
 ) {
     let limits = listener.limits;
-    // The protocol is told from the first bytes by peeking, not reading: hyper-util's detection
-    // reads them into a buffer of its own and hands them back through a wrapper, which costs
-    // every later read a check and makes hyper grow its read buffer to 16 KiB for good.
     let mut shutdown = shared.shutdown.subscribe();
-    // A client that opened a connection and sent nothing (browsers and reqwest keep a spare
-    // one) must not hold a graceful stop for the whole header timeout.
-    let first = tokio::select! {
-        first = tokio::time::timeout(limits.header_timeout, first_bytes(&stream)) => match first {
-            Ok(f) => f,
+    // The PROXY header, the TLS handshake and the first bytes all count against the header
+    // timeout. A client that opened a connection and sent nothing (browsers and reqwest keep a
+    // spare one) must not hold a graceful stop for the whole header timeout either.
+    let deadline = Instant::now() + limits.header_timeout;
+    let client = if let Some(from) = &listener.proxy_protocol {
+        let read = super::proxy_protocol::read_header(&stream, peer, from);
+        match tokio::select! {
+            r = tokio::time::timeout_at(deadline, read) => r,
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        } {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => {
+                super::proxy_protocol::log_refused(peer, &listener.name, &e);
+                return;
+            }
             Err(_) => return,
-        },
-        _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+    } else {
+        None
     };
-    let state = Arc::new(ConnState::new());
-    let ctx = Rc::new(ConnCtx {
-        shared: shared.clone(),
+    let (client, local) = match client {
+        Some(a) => (a.source, a.destination),
+        // LOCAL (a health check of the balancer in front) or no PROXY header: the socket's own.
+        None => (peer, stream.local_addr().unwrap_or(peer)),
+    };
+    let conn = Accepted {
+        peer: client,
+        local,
         listener,
-        peer,
-        state: state.clone(),
-        client_ip: super::headers::ip_header_value(peer.ip()),
-    });
-    let io = TokioIo::new(TrackedStream {
-        inner: stream,
-        state: state.clone(),
-    });
-    // Each request's future is boxed (by `handle`): hyper otherwise keeps room for the largest
-    // one in every connection, idle ones included, and copies it there for each request.
-    let svc = service_fn(move |req| forward::handle(req, &ctx));
-    match first {
-        FirstBytes::Gone => {}
-        // The connection is made inside `drive`, so the task's state holds it once.
-        FirstBytes::Http1 => {
-            let make = || protocols.http1.serve_connection(io, svc).with_upgrades();
-            drive(make, peer, state, limits, shutdown).await;
+        shared,
+        protocols,
+    };
+    match conn.listener.tls.clone() {
+        None => {
+            // The protocol is told from the first bytes by peeking, not reading: hyper-util's
+            // detection reads them into a buffer of its own and hands them back through a
+            // wrapper, which costs every later read a check and makes hyper grow its read
+            // buffer to 16 KiB for good.
+            let first = tokio::select! {
+                first = tokio::time::timeout_at(deadline, first_bytes(&stream)) => match first {
+                    Ok(f) => f,
+                    Err(_) => return,
+                },
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            };
+            conn.serve(stream, Speaks::Cleartext(first), shutdown).await;
         }
-        // Boxed: the far more common HTTP/1 connections should not carry room for these.
-        FirstBytes::Http2 => {
-            let make = || protocols.http2.serve_connection(io, svc);
-            Box::pin(drive(make, peer, state, limits, shutdown)).await;
+        // Boxed: the TLS state and handshake would otherwise enlarge every cleartext
+        // connection's task.
+        Some(tls) => {
+            Box::pin(async move {
+                let accepted = tokio::select! {
+                    a = tokio::time::timeout_at(deadline, tls.accept(stream, peer)) => a,
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                };
+                match accepted {
+                    Ok(Ok((stream, h2))) => conn.serve(stream, Speaks::Tls(h2), shutdown).await,
+                    Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
+                    Err(_) => tracing::debug!("TLS handshake from {peer}: header timeout"),
+                }
+            })
+            .await
         }
-        FirstBytes::Undecided => {
-            let make = || protocols.auto.serve_connection_with_upgrades(io, svc);
-            Box::pin(drive(make, peer, state, limits, shutdown)).await;
+    }
+}
+
+/// A client connection past its prelude, ready to be served.
+struct Accepted {
+    /// The client's address: the PROXY header's source if the listener reads one, else the peer.
+    peer: SocketAddr,
+    /// The address the client connected to.
+    local: SocketAddr,
+    listener: Rc<ListenerCtx>,
+    shared: Arc<Shared>,
+    protocols: Rc<Protocols>,
+}
+
+impl Accepted {
+    async fn serve<I>(self, stream: I, speaks: Speaks, shutdown: watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Accepted {
+            peer,
+            local,
+            listener,
+            shared,
+            protocols,
+        } = self;
+        let limits = listener.limits;
+        let state = Arc::new(ConnState::new());
+        let ctx = Rc::new(ConnCtx {
+            shared,
+            listener,
+            peer,
+            local,
+            state: state.clone(),
+            client_ip: super::headers::ip_header_value(peer.ip()),
+        });
+        let io = TokioIo::new(TrackedStream {
+            inner: stream,
+            state: state.clone(),
+        });
+        // Each request's future is boxed (by `handle`): hyper otherwise keeps room for the
+        // largest one in every connection, idle ones included, and copies it there for each
+        // request.
+        let svc = service_fn(move |req| forward::handle(req, &ctx));
+        match speaks {
+            Speaks::Cleartext(FirstBytes::Gone) => {}
+            // The connection is made inside `drive`, so the task's state holds it once.
+            Speaks::Cleartext(FirstBytes::Http1) | Speaks::Tls(false) => {
+                let make = || protocols.http1.serve_connection(io, svc).with_upgrades();
+                drive(make, peer, state, limits, shutdown).await;
+            }
+            // Boxed: the far more common HTTP/1 connections should not carry room for these.
+            Speaks::Cleartext(FirstBytes::Http2) | Speaks::Tls(true) => {
+                let make = || protocols.http2.serve_connection(io, svc);
+                Box::pin(drive(make, peer, state, limits, shutdown)).await;
+            }
+            Speaks::Cleartext(FirstBytes::Undecided) => {
+                let make = || protocols.auto.serve_connection_with_upgrades(io, svc);
+                Box::pin(drive(make, peer, state, limits, shutdown)).await;
+            }
         }
     }
 }

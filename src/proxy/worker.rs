@@ -51,7 +51,7 @@ impl Current {
     fn new(config: &ListenerConfig, open: Arc<AtomicUsize>) -> Current {
         Current {
             protocols: Rc::new(Protocols::new(&config.limits)),
-            ctx: Rc::new(listener_ctx(config, open)),
+            ctx: Rc::new(listener_ctx(config, open, None)),
         }
     }
 }

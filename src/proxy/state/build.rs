@@ -252,6 +252,26 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
             ));
         }
     }
+    for p in &config.pools {
+        if p.tls.is_some() {
+            errors.push(format!(
+                "pool `{}`: tls is not supported by this version yet",
+                p.name
+            ));
+        }
+        if p.protocol != crate::config::UpstreamProtocol::Http1 {
+            errors.push(format!(
+                "pool `{}`: protocol h2/h2c is not supported by this version yet",
+                p.name
+            ));
+        }
+        if p.send_proxy.is_some() {
+            errors.push(format!(
+                "pool `{}`: send_proxy is not supported by this version yet",
+                p.name
+            ));
+        }
+    }
     for r in &config.routes {
         if let Some(m) = &r.maintenance
             && (m.enabled || !m.windows.is_empty())
