@@ -6,12 +6,14 @@
 pub mod access_log;
 pub mod body;
 pub mod client_addr;
+mod conn_state;
 pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod listeners;
 pub mod proxy_protocol;
 pub mod reload;
+mod send_timeout;
 pub mod server;
 pub mod state;
 pub mod static_files;

@@ -12,22 +12,21 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::access_log::AccessLog;
+use super::conn_state::TrackedStream;
+pub use super::conn_state::{ConnState, ConnToken};
 use super::forward::{self, ConnCtx};
-use super::headers::HeadScan;
 use super::listeners::{self, Batch, Change, LiveListener};
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
@@ -62,160 +61,6 @@ pub struct ListenerStatus {
     pub bind: SocketAddr,
     /// Client connections open now.
     pub open: usize,
-}
-
-/// Liveness of one client connection, read by its header and idle timeouts.
-///
-/// Atomics rather than cells because hyper's upgrade support needs a `Send` socket; they are
-/// only ever touched from the connection's own worker thread, so they are uncontended.
-#[derive(Debug)]
-pub struct ConnState {
-    opened: Instant,
-    in_flight: AtomicU32,
-    /// Milliseconds since `opened` + 1 when a request head began to arrive; 0 = none.
-    head_started: AtomicU64,
-    /// Milliseconds since `opened` when the last response ended.
-    idle_since: AtomicU64,
-    /// What the scan of the head being read found (hyper hides `Content-Length` next to
-    /// `Transfer-Encoding`), as bits.
-    head_scan: AtomicU8,
-}
-
-/// Marks one request of a connection as in flight until dropped (with its response body).
-#[derive(Debug)]
-pub struct ConnToken(Arc<ConnState>);
-
-impl ConnState {
-    fn new() -> ConnState {
-        ConnState {
-            opened: Instant::now(),
-            in_flight: AtomicU32::new(0),
-            head_started: AtomicU64::new(0),
-            idle_since: AtomicU64::new(0),
-            head_scan: AtomicU8::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Whether the head of the request just received had a `Content-Length` line.
-    pub fn head_had_content_length(&self) -> bool {
-        self.head_scan.load(Ordering::Relaxed) & HEAD_HAS_CL != 0
-    }
-
-    fn scan_head(&self, bytes: &[u8]) {
-        let bits = self.head_scan.load(Ordering::Relaxed);
-        if bits & HEAD_ENDED != 0 {
-            return;
-        }
-        let before = HeadScan {
-            content_length: bits & HEAD_HAS_CL != 0,
-            ended: false,
-            mid_line: bits & HEAD_MID_LINE != 0,
-            pending_cr: bits & HEAD_PENDING_CR != 0,
-        };
-        let after = before.feed(bytes);
-        let bit = |on: bool, b: u8| if on { b } else { 0 };
-        let next = bit(after.content_length, HEAD_HAS_CL)
-            | bit(after.ended, HEAD_ENDED)
-            | bit(after.mid_line, HEAD_MID_LINE)
-            | bit(after.pending_cr, HEAD_PENDING_CR);
-        if next != bits {
-            self.head_scan.store(next, Ordering::Relaxed);
-        }
-    }
-
-    /// A request arrived; the head scan restarts for the next one.
-    pub fn begin(self: &Arc<Self>) -> ConnToken {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_started.store(0, Ordering::Relaxed);
-        ConnToken(self.clone())
-    }
-
-    fn note_read(&self) {
-        if self.in_flight.load(Ordering::Relaxed) == 0 && self.head_started.load(Ordering::Relaxed) == 0 {
-            self.head_started.store(self.now_ms() + 1, Ordering::Relaxed);
-        }
-    }
-
-    /// When the connection must close if nothing changes, given the limits.
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
-        Some(match self.head_started.load(Ordering::Relaxed) {
-            0 => {
-                self.opened
-                    + Duration::from_millis(self.idle_since.load(Ordering::Relaxed))
-                    + limits.idle_timeout
-            }
-            started => self.opened + Duration::from_millis(started - 1) + limits.header_timeout,
-        })
-    }
-}
-
-impl Drop for ConnToken {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.idle_since.store(self.0.now_ms(), Ordering::Relaxed);
-            self.0.head_scan.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-const HEAD_HAS_CL: u8 = 1;
-const HEAD_ENDED: u8 = 2;
-const HEAD_MID_LINE: u8 = 4;
-const HEAD_PENDING_CR: u8 = 8;
-
-/// A client stream (TCP or TLS) that notes when a request head starts arriving on an idle
-/// connection.
-struct TrackedStream<S> {
-    inner: S,
-    state: Arc<ConnState>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for TrackedStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.state.note_read();
-            if this.state.in_flight.load(Ordering::Relaxed) == 0 {
-                this.state.scan_head(&buf.filled()[before..]);
-            }
-        }
-        res
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedStream<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
 
 /// Runs hyper's tasks (HTTP/2 streams, upstream connections) on the worker's own thread.
@@ -505,7 +350,7 @@ impl<S, I> ServedConnection
     for hyper::server::conn::http2::Connection<TokioIo<TrackedStream<I>>, S, LocalExec>
 where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::send_timeout::Watched>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: 'static,
 {
@@ -633,7 +478,8 @@ impl Accepted {
             protocols,
         } = self;
         let limits = listener.limits;
-        let state = Arc::new(ConnState::new());
+        let h2 = matches!(speaks, Speaks::Cleartext(FirstBytes::Http2) | Speaks::Tls(true));
+        let state = Arc::new(ConnState::new(h2));
         let ctx = Rc::new(ConnCtx {
             shared,
             listener,
@@ -649,7 +495,24 @@ impl Accepted {
         // Each request's future is boxed (by `handle`): hyper otherwise keeps room for the
         // largest one in every connection, idle ones included, and copies it there for each
         // request.
-        let svc = service_fn(move |req| forward::handle(req, &ctx));
+        let svc = {
+            let ctx = ctx.clone();
+            service_fn(move |req| forward::handle(req, &ctx))
+        };
+        // HTTP/2 responses are watched for a window that stays closed (`send_timeout`).
+        let watched = || {
+            let state = state.clone();
+            service_fn(move |req| {
+                let answer = forward::handle(req, &ctx);
+                let state = state.clone();
+                async move {
+                    let resp = answer.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| super::send_timeout::Watched::new(body, state)),
+                    )
+                }
+            })
+        };
         match speaks {
             Speaks::Cleartext(FirstBytes::Gone) => {}
             // The connection is made inside `drive`, so the task's state holds it once.
@@ -659,6 +522,7 @@ impl Accepted {
             }
             // Boxed: the far more common HTTP/1 connections should not carry room for these.
             Speaks::Cleartext(FirstBytes::Http2) | Speaks::Tls(true) => {
+                let svc = watched();
                 let make = || protocols.http2.serve_connection(io, svc);
                 Box::pin(drive(make, peer, state, limits, shutdown)).await;
             }
@@ -692,8 +556,13 @@ async fn drive<C, E>(
     let shutdown = rx.changed();
     tokio::pin!(shutdown);
     // One lazy timer per connection: it fires at least every header_timeout and re-arms to the
-    // real deadline, so requests themselves never touch the timer wheel.
-    let check_every = limits.header_timeout.min(limits.idle_timeout);
+    // real deadline, so requests themselves never touch the timer wheel. An HTTP/2 connection's
+    // timer also advances the tick of its streams' send timeout.
+    let tick = super::send_timeout::tick_length(limits.send_timeout);
+    let mut check_every = limits.header_timeout.min(limits.idle_timeout);
+    if state.streams.is_some() {
+        check_every = check_every.min(tick);
+    }
     let next_check = |state: &ConnState| {
         let now = Instant::now();
         let soon = now + check_every;
@@ -715,9 +584,21 @@ async fn drive<C, E>(
                 conn.as_mut().shut_down();
             }
             _ = &mut sleep => {
-                if state.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                let now = Instant::now();
+                if state.send_timed_out(&limits, now) {
+                    tracing::info!("connection from {peer}: closed, the client read nothing for send_timeout");
+                    return;
+                }
+                if state.deadline(&limits).is_some_and(|d| d <= now) {
                     tracing::debug!("connection from {peer}: header or idle timeout");
                     return;
+                }
+                if let Some(streams) = state.streams.as_deref() {
+                    let ticks = now.saturating_duration_since(state.opened()).as_nanos() / tick.as_nanos().max(1);
+                    if streams.advance(u32::try_from(ticks).unwrap_or(u32::MAX)) {
+                        tracing::info!("connection from {peer}: closed, a response's HTTP/2 window stayed closed for send_timeout");
+                        return;
+                    }
                 }
                 sleep.as_mut().reset(next_check(&state));
             }
