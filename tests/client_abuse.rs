@@ -252,6 +252,7 @@ async fn rapid_reset_is_stopped_and_others_keep_their_latency() {
             "no GOAWAY with an error: {seen:?}"
         );
         let reached = backend.requests();
+
         assert!(
             reached < 500,
             "{reached} of {streams} reset streams reached the server"

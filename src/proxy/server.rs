@@ -293,15 +293,54 @@ impl Protocols {
             .header_read_timeout(None)
             .max_buf_size(max_buf);
         let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
-        http2.max_concurrent_streams(256);
+        h2_limits(&mut http2, limits);
         let mut auto = auto::Builder::new(LocalExec);
         auto.http1()
             .keep_alive(true)
             .writev(false)
             .header_read_timeout(None)
             .max_buf_size(max_buf);
-        auto.http2().max_concurrent_streams(256);
+        h2_limits(&mut auto.http2(), limits);
         Protocols { http1, http2, auto }
+    }
+}
+
+/// Streams a client may have open at once on one HTTP/2 connection (nginx: 128, HAProxy: 100).
+pub const H2_MAX_STREAMS: u32 = 256;
+
+/// The limits that keep one HTTP/2 client from costing the others (see docs/operations.md).
+fn h2_limits<B: H2Limits>(b: &mut B, limits: &Limits) {
+    b.set_limits(
+        H2_MAX_STREAMS,
+        // Streams the client resets before they are served: over 20 is the rapid reset attack
+        // (CVE-2023-44487), answered with GOAWAY ENHANCE_YOUR_CALM.
+        20,
+        // Streams Ringway had to reset for the client's errors.
+        1024,
+        u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+    );
+}
+
+/// The same settings on hyper's HTTP/2 builder and on the auto-detecting one's.
+trait H2Limits {
+    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32);
+}
+
+impl H2Limits for hyper::server::conn::http2::Builder<LocalExec> {
+    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32) {
+        self.max_concurrent_streams(streams)
+            .max_pending_accept_reset_streams(client_resets)
+            .max_local_error_reset_streams(local_resets)
+            .max_header_list_size(header_list);
+    }
+}
+
+impl H2Limits for auto::Http2Builder<'_, LocalExec> {
+    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32) {
+        self.max_concurrent_streams(streams)
+            .max_pending_accept_reset_streams(client_resets)
+            .max_local_error_reset_streams(local_resets)
+            .max_header_list_size(header_list);
     }
 }
 
@@ -534,6 +573,25 @@ impl Accepted {
     }
 }
 
+/// Logs how a connection ended in error, once: at info when the client broke the HTTP/2
+/// protocol or its limits (a flood, a reset storm: Ringway answered with GOAWAY), at debug for
+/// the everyday endings (a reset, a malformed HTTP/1.1 request already answered with a 4xx).
+fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static)) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h2) = c.downcast_ref::<h2::Error>()
+            && !h2.is_io()
+            && !h2.is_remote()
+            && let Some(reason) = h2.reason()
+        {
+            tracing::info!("HTTP/2 connection from {peer} closed with GOAWAY {reason:?}: {e}");
+            return;
+        }
+        cause = c.source();
+    }
+    tracing::debug!("connection from {peer}: {e}");
+}
+
 /// Runs a connection until it ends, a timeout closes it, or a graceful stop has drained it.
 async fn drive<C, E>(
     make: impl FnOnce() -> C,
@@ -543,7 +601,7 @@ async fn drive<C, E>(
     mut rx: watch::Receiver<bool>,
 ) where
     C: ServedConnection + Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conn = make();
     tokio::pin!(conn);
@@ -575,7 +633,7 @@ async fn drive<C, E>(
             biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
-                    tracing::debug!("connection from {peer}: {e}");
+                    log_connection_error(peer, e.into().as_ref());
                 }
                 return;
             }
