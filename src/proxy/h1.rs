@@ -205,7 +205,10 @@ pub fn parse_response_head(
         // Header values are slices of the head's bytes, not copies.
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
-        let mut conn_close = version == Version::HTTP_10;
+        let mut facts = HeadFacts {
+            http10: version == Version::HTTP_10,
+            ..HeadFacts::default()
+        };
         let mut length: Option<u64> = None;
         let mut bad_length = false;
         let mut chunked = None;
@@ -229,14 +232,13 @@ pub fn parse_response_head(
                 for token in value.as_bytes().split(|&b| b == b',') {
                     let token = token.trim_ascii();
                     if token.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
+                        facts.close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        if version == Version::HTTP_10 {
-                            conn_close = false;
-                        }
+                        facts.keep_alive = true;
                     } else if !token.is_empty()
                         && !token.eq_ignore_ascii_case(b"upgrade")
                         && let Ok(named) = HeaderName::from_bytes(token)
+                        && !headers::connection_cannot_remove(&named)
                     {
                         connection_named.push(named);
                     }
@@ -262,14 +264,16 @@ pub fn parse_response_head(
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
+        facts.transfer_encoding = chunked.is_some();
+        facts.content_length = length.is_some() || bad_length;
+        facts.nonzero_length = bad_length || length.is_some_and(|n| n > 0);
         let framing = if no_body {
             BodyFraming::Empty
         } else if let Some(chunked) = chunked {
             // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and the length must not
-            // reach the client; a message with both is suspect, so the connection is not reused.
-            if length.is_some() || bad_length {
+            // reach the client.
+            if facts.content_length {
                 headers.remove(header::CONTENT_LENGTH);
-                conn_close = true;
             }
             if chunked {
                 BodyFraming::Chunked
@@ -283,7 +287,7 @@ pub fn parse_response_head(
         } else {
             BodyFraming::UntilClose
         };
-        let keep_alive = !conn_close && framing != BodyFraming::UntilClose;
+        let keep_alive = reusable_after_head(status, head_request, facts, framing);
         return Ok(Some(ResponseHead {
             status,
             headers,
@@ -291,6 +295,83 @@ pub fn parse_response_head(
             keep_alive,
         }));
     }
+}
+
+/// What a response head says that bears on its connection's reuse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadFacts {
+    /// The status line says HTTP/1.0.
+    pub http10: bool,
+    /// `Connection: close`.
+    pub close: bool,
+    /// `Connection: keep-alive`.
+    pub keep_alive: bool,
+    /// A `Transfer-Encoding` line is present.
+    pub transfer_encoding: bool,
+    /// A `Content-Length` line is present (valid or not).
+    pub content_length: bool,
+    /// `Content-Length` announces a body (or is invalid).
+    pub nonzero_length: bool,
+}
+
+/// Whether the connection may carry another request once this response has been read to its
+/// end (RFC 9112 9.3 and 9.6 persistence, 6.1 and 6.3 framing). Each rule is in the table of
+/// docs/upstream.md.
+pub fn reusable_after_head(status: StatusCode, head_request: bool, f: HeadFacts, framing: BodyFraming) -> bool {
+    // 9.6: the server will close after this response.
+    if f.close {
+        return false;
+    }
+    // 9.3: HTTP/1.0 persists only with `Connection: keep-alive`.
+    if f.http10 && !f.keep_alive {
+        return false;
+    }
+    // 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing whatever else it
+    // says; it is read (the transfer coding decides its end) and the connection closed after.
+    if f.http10 && f.transfer_encoding {
+        return false;
+    }
+    // 6.3 (3): both Transfer-Encoding and Content-Length may be smuggling or splitting; the
+    // length is dropped and the connection closed after.
+    if f.transfer_encoding && f.content_length {
+        return false;
+    }
+    // 6.3 (8): a body delimited by the close.
+    if framing == BodyFraming::UntilClose {
+        return false;
+    }
+    // 6.3 (1): a 204 has no content whatever its head says; one that announces a body anyway
+    // (RFC 9110 8.6 forbids Content-Length there) may well send it, where the next response
+    // would be read. A HEAD or 304 response legitimately announces the length of what a GET or
+    // 200 would carry, so only bytes actually sent spoil those (checked at the end).
+    if status == StatusCode::NO_CONTENT && !head_request && (f.transfer_encoding || f.nonzero_length) {
+        return false;
+    }
+    true
+}
+
+/// How an exchange with a server ended, for the reuse decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeEnd {
+    /// The response body was read to its end.
+    pub body_done: bool,
+    /// The response head allowed reuse ([`reusable_after_head`]).
+    pub head_allows: bool,
+    /// Reading the response failed (malformed body, I/O error, the client's body broke).
+    pub failed: bool,
+    /// The whole request, body included, was written.
+    pub request_sent: bool,
+    /// Bytes arrived beyond the end of the response.
+    pub leftover: bool,
+}
+
+/// Whether a connection goes back to the idle pool after an exchange (RFC 9112 9.3, 9.6).
+pub fn reusable_after_exchange(e: ExchangeEnd) -> bool {
+    // A response the client stopped reading is not drained: closing costs one connection,
+    // draining could cost a whole body's transfer. A request not fully sent leaves the server
+    // waiting for the rest, which the next request would become. Bytes after the response
+    // are an answer to nothing (a server pipelining, or a body on a HEAD/204/304).
+    e.body_done && e.head_allows && !e.failed && e.request_sent && !e.leftover
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {
@@ -646,6 +727,89 @@ mod tests {
         assert!(ka(
             "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
         ));
+    }
+
+    #[test]
+    fn http10_with_transfer_encoding_is_read_then_closed() {
+        let h = head("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, BodyFraming::Chunked, "the coding still decides the end");
+        assert!(!h.keep_alive, "RFC 9112 6.1: close after it");
+        let h = head("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
+    }
+
+    #[test]
+    fn no_content_announcing_a_body_is_not_reused() {
+        let ka = |t: &str, head_req: bool| {
+            let mut buf = BytesMut::from(t.as_bytes());
+            let h = parse_response_head(&mut buf, head_req).unwrap().unwrap();
+            assert_eq!(h.framing, BodyFraming::Empty);
+            h.keep_alive
+        };
+        assert!(ka("HTTP/1.1 204 No Content\r\n\r\n", false));
+        assert!(ka("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", false));
+        assert!(!ka("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false));
+        assert!(!ka("HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", false));
+        assert!(ka("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", false));
+        assert!(ka("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true), "HEAD");
+        assert!(ka("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true), "HEAD");
+    }
+
+    #[test]
+    fn connection_cannot_remove_response_framing() {
+        let h = head("HTTP/1.1 200 OK\r\nConnection: content-length, x-gone\r\nContent-Length: 2\r\nX-Gone: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers.get(header::CONTENT_LENGTH).unwrap(), "2");
+        assert!(h.headers.get("x-gone").is_none());
+    }
+
+    #[test]
+    fn reuse_after_the_exchange() {
+        let clean = ExchangeEnd {
+            body_done: true,
+            head_allows: true,
+            failed: false,
+            request_sent: true,
+            leftover: false,
+        };
+        assert!(reusable_after_exchange(clean));
+        for spoiled in [
+            ExchangeEnd { body_done: false, ..clean },
+            ExchangeEnd { head_allows: false, ..clean },
+            ExchangeEnd { failed: true, ..clean },
+            ExchangeEnd { request_sent: false, ..clean },
+            ExchangeEnd { leftover: true, ..clean },
+        ] {
+            assert!(!reusable_after_exchange(spoiled), "{spoiled:?}");
+        }
+    }
+
+    proptest! {
+        /// The head rules only ever take reuse away: `Connection: close`, HTTP/1.0 without
+        /// keep-alive, a close-delimited body each forbid it whatever else is set.
+        #[test]
+        fn head_rules_are_restrictive(
+            http10 in any::<bool>(), close in any::<bool>(), keep_alive in any::<bool>(),
+            te in any::<bool>(), cl in any::<bool>(), nonzero in any::<bool>(),
+            head_request in any::<bool>(), status in prop_oneof![Just(200u16), Just(204), Just(304)],
+            framing in prop_oneof![Just(BodyFraming::Empty), Just(BodyFraming::Length(3)), Just(BodyFraming::Chunked), Just(BodyFraming::UntilClose)],
+        ) {
+            let f = HeadFacts { http10, close, keep_alive, transfer_encoding: te, content_length: cl || nonzero, nonzero_length: nonzero };
+            let status = StatusCode::from_u16(status).unwrap();
+            let reused = reusable_after_head(status, head_request, f, framing);
+            if close || (http10 && !keep_alive) || (http10 && te) || (te && (cl || nonzero)) || framing == BodyFraming::UntilClose {
+                prop_assert!(!reused);
+            }
+            if !close && !http10 && !te && !cl && !nonzero && framing != BodyFraming::UntilClose {
+                prop_assert!(reused);
+            }
+        }
     }
 
     fn decode_all(decoder: &mut BodyDecoder, pieces: &[&[u8]]) -> Result<(Vec<u8>, bool), ResponseError> {
