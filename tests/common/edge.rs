@@ -170,6 +170,7 @@ pub struct ScriptServer {
     /// Its address, as a config string.
     pub addr: String,
     connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
     received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -183,16 +184,22 @@ impl ScriptServer {
         let connections = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
-        let (count, log) = (connections.clone(), received.clone());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (count, ends, log) = (connections.clone(), closed.clone(), received.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let conn = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, conn, log.clone(), script.clone()));
+                let (log, script, ends) = (log.clone(), script.clone(), ends.clone());
+                tokio::spawn(async move {
+                    serve(stream, conn, log, script).await;
+                    ends.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         ScriptServer {
             addr,
             connections,
+            closed,
             received,
             task,
         }
@@ -201,6 +208,11 @@ impl ScriptServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that ended (closed by either side) so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Requests received so far, in order.
