@@ -57,10 +57,22 @@ async fn v1_and_v2_sources_reach_the_server_and_the_access_log() {
         let backend = Backend::start("b").await;
         let proxy = Proxy::start(proxied(&[&backend], Balance::RoundRobin, &log));
         let cases = [
-            ("v1-tcp4", proxy_v1(sock("192.0.2.10:40000"), sock("198.51.100.1:80"))),
-            ("v1-tcp6", proxy_v1(sock("[2001:db8::10]:40000"), sock("[2001:db8::1]:80"))),
-            ("v2-tcp4", proxy_v2(sock("192.0.2.20:40000"), sock("198.51.100.1:80"))),
-            ("v2-tcp6", proxy_v2(sock("[2001:db8::20]:40000"), sock("[2001:db8::1]:443"))),
+            (
+                "v1-tcp4",
+                proxy_v1(sock("192.0.2.10:40000"), sock("198.51.100.1:80")),
+            ),
+            (
+                "v1-tcp6",
+                proxy_v1(sock("[2001:db8::10]:40000"), sock("[2001:db8::1]:80")),
+            ),
+            (
+                "v2-tcp4",
+                proxy_v2(sock("192.0.2.20:40000"), sock("198.51.100.1:80")),
+            ),
+            (
+                "v2-tcp6",
+                proxy_v2(sock("[2001:db8::20]:40000"), sock("[2001:db8::1]:443")),
+            ),
         ];
         for (rid, header) in &cases {
             let source = match header.first() {
@@ -154,7 +166,12 @@ async fn refused(proxy: &Proxy, bytes: &[u8], shutdown: bool) {
         s.shutdown().await.expect("shutdown");
     }
     let r = read_until_close(&mut s).await;
-    assert_eq!(r.status, None, "{:?} was answered: {r:?}", String::from_utf8_lossy(bytes));
+    assert_eq!(
+        r.status,
+        None,
+        "{:?} was answered: {r:?}",
+        String::from_utf8_lossy(bytes)
+    );
 }
 
 #[tokio::test]
@@ -177,10 +194,18 @@ async fn connections_without_a_valid_header_are_closed_and_the_next_served() {
             ("garbage", b"\x00\x01garbage\r\n\r\n".to_vec(), false),
             ("TLS ClientHello", vec![0x16, 0x03, 0x01, 0x00, 0x10, 0x01], false),
             ("truncated v1", b"PROXY TCP4 192.0.2.1 198.51".to_vec(), true),
-            ("truncated v2", proxy_v2(sock("192.0.2.1:1"), sock("192.0.2.2:2"))[..20].to_vec(), true),
+            (
+                "truncated v2",
+                proxy_v2(sock("192.0.2.1:1"), sock("192.0.2.2:2"))[..20].to_vec(),
+                true,
+            ),
             ("oversized v1", oversized, false),
             ("oversized v2", huge_v2, false),
-            ("bad v1 address", b"PROXY TCP4 192.0.2.300 198.51.100.1 1 2\r\n".to_vec(), false),
+            (
+                "bad v1 address",
+                b"PROXY TCP4 192.0.2.300 198.51.100.1 1 2\r\n".to_vec(),
+                false,
+            ),
             ("UNIX family", unix, false),
         ];
         for (i, (what, bytes, shutdown)) in cases.iter().enumerate() {
@@ -193,7 +218,11 @@ async fn connections_without_a_valid_header_are_closed_and_the_next_served() {
             let (_, seen) = through(&proxy, &good, &format!("after-{i}"), "").await;
             assert_eq!(seen.header("x-forwarded-for"), Some("192.0.2.99"), "after {what}");
         }
-        assert_eq!(backend.requests(), cases.len(), "no refused request reached the server");
+        assert_eq!(
+            backend.requests(),
+            cases.len(),
+            "no refused request reached the server"
+        );
         proxy.stop().await;
     })
     .await
@@ -243,7 +272,10 @@ async fn proxy_protocol_from_refuses_other_peers() {
         proxy.stop().await;
 
         let mut c = proxied(&[&backend], Balance::RoundRobin, &log);
-        c.listeners[0].proxy_protocol_from = vec!["10.0.0.0/8".parse().expect("net"), "127.0.0.0/8".parse().expect("net")];
+        c.listeners[0].proxy_protocol_from = vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "127.0.0.0/8".parse().expect("net"),
+        ];
         let proxy = Proxy::start(c);
         let (_, seen) = through(&proxy, &header, "from-allowed", "").await;
         assert_eq!(seen.header("x-forwarded-for"), Some("192.0.2.8"));
@@ -291,7 +323,10 @@ async fn trusted_proxies_name_the_right_most_untrusted_client() {
             client
                 .get(proxy.url("/t"))
                 .header("x-request-id", "trusted-2")
-                .header("forwarded", "for=\"[2001:db8::9]:4711\";proto=https, for=10.0.0.3"),
+                .header(
+                    "forwarded",
+                    "for=\"[2001:db8::9]:4711\";proto=https, for=10.0.0.3",
+                ),
         )
         .await;
         assert_eq!(r.status, 200);
@@ -332,7 +367,10 @@ async fn xff_owners(proxy: &Proxy) -> HashMap<String, String> {
             let r = send(client.get(proxy.url("/h")).header("x-forwarded-for", &xff)).await;
             let b = r.seen().backend;
             let prev = owner.insert(xff.clone(), b.clone());
-            assert!(prev.is_none_or(|p| p == b), "{xff}: the same client, the same server");
+            assert!(
+                prev.is_none_or(|p| p == b),
+                "{xff}: the same client, the same server"
+            );
         }
     }
     owner
@@ -349,17 +387,84 @@ async fn client_ip_hashing_follows_trusted_proxies_only() {
             Backend::start("t2").await,
         ];
         let refs: Vec<&Backend> = backends.iter().collect();
-        let proxy = Proxy::start(behind(&refs, client_ip_hash(), &log, &["127.0.0.1/32", "10.0.0.0/8"]));
+        let proxy = Proxy::start(behind(
+            &refs,
+            client_ip_hash(),
+            &log,
+            &["127.0.0.1/32", "10.0.0.0/8"],
+        ));
         let owners = xff_owners(&proxy).await;
         let servers: HashSet<&String> = owners.values().collect();
-        assert!(servers.len() >= 2, "trusted: clients spread over servers ({owners:?})");
+        assert!(
+            servers.len() >= 2,
+            "trusted: clients spread over servers ({owners:?})"
+        );
         proxy.stop().await;
 
         let proxy = Proxy::start(behind(&refs, client_ip_hash(), &log, &["10.0.0.0/8"]));
         let owners = xff_owners(&proxy).await;
         let servers: HashSet<&String> = owners.values().collect();
-        assert_eq!(servers.len(), 1, "untrusted: every request hashes on 127.0.0.1 ({owners:?})");
+        assert_eq!(
+            servers.len(),
+            1,
+            "untrusted: every request hashes on 127.0.0.1 ({owners:?})"
+        );
         proxy.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refusals_are_logged_once_per_window_with_the_cause() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    bounded(async {
+        let backend = Backend::start("b").await;
+        let dir = TempDir::new("pp-log");
+        let path = dir.0.join("ringway.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n\n[log]\naccess = \"off\"\n\n[[listener]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\nproxy_protocol = true\n\n[[route]]\nname = \"all\"\npool = \"app\"\n\n[pool.app]\nservers = [\"{}\"]\n",
+                backend.address()
+            ),
+        )
+        .expect("write config");
+        let mut child = ringway_command()
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ringway run");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr: SocketAddr = loop {
+            let line = lines.next_line().await.expect("stderr").expect("ringway exited early");
+            if line.contains("listener `main`")
+                && let Some(a) = address_after(&line, "http://")
+            {
+                break a.parse().expect("listener address");
+            }
+        };
+        for _ in 0..3 {
+            let r = one_write(addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+            assert_eq!(r.status, None);
+        }
+        // A good connection afterwards: once it is answered, the refusals were all handled.
+        let good = proxy_v1(sock("192.0.2.1:1"), sock("192.0.2.2:80"));
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(&get("after-refusals", ""));
+        assert_eq!(one_write(addr, &bytes).await.status, Some(200));
+        terminate_gracefully(&mut child).await;
+        let mut warned = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("WARN") && line.contains("PROXY") {
+                warned.push(line);
+            }
+        }
+        assert_eq!(warned.len(), 1, "one warning for three refusals: {warned:#?}");
+        assert!(warned[0].contains("no PROXY protocol header"), "{}", warned[0]);
+        assert!(warned[0].contains("listener `main`"), "{}", warned[0]);
     })
     .await
 }

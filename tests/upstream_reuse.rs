@@ -41,7 +41,13 @@ async fn server(first: &'static [u8], then: Then) -> ScriptServer {
 
 /// Sends a `method` request, then a GET; checks the first answer, the second is [`SECOND`].
 /// Returns whether the GET came on the first request's connection.
-async fn then_get(first: &'static [u8], then: Then, method: reqwest::Method, status: u16, body: &str) -> bool {
+async fn then_get(
+    first: &'static [u8],
+    then: Then,
+    method: reqwest::Method,
+    status: u16,
+    body: &str,
+) -> bool {
     let server = server(first, then).await;
     let proxy = proxy_to(&server);
     let client = http_client();
@@ -49,14 +55,21 @@ async fn then_get(first: &'static [u8], then: Then, method: reqwest::Method, sta
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.text(), body);
     let r = send(client.get(proxy.url("/2"))).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "second"), "the second answer is its own");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "second"),
+        "the second answer is its own"
+    );
     let seen = server.received();
     assert_eq!(seen.len(), 2, "{seen:#?}");
     let reused = seen[0].conn == seen[1].conn;
     if !reused && then == Then::KeepOpen {
         // The server left it open: Ringway must have closed it, not parked it.
         let closed = poll_until(Duration::from_secs(5), || (server.closed() >= 1).then_some(())).await;
-        assert!(closed.is_some(), "the first connection was neither reused nor closed");
+        assert!(
+            closed.is_some(),
+            "the first connection was neither reused nor closed"
+        );
     }
     proxy.stop().await;
     reused
@@ -157,7 +170,16 @@ async fn content_length_with_transfer_encoding_is_read_chunked_then_closed() {
 async fn an_invalid_content_length_is_a_502_and_not_reused() {
     bounded(async {
         let first = b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nfirst";
-        assert!(!then_get(first, Then::KeepOpen, reqwest::Method::GET, 502, &bad_gateway_text()).await);
+        assert!(
+            !then_get(
+                first,
+                Then::KeepOpen,
+                reqwest::Method::GET,
+                502,
+                &bad_gateway_text()
+            )
+            .await
+        );
     })
     .await
 }
@@ -180,7 +202,16 @@ async fn interim_responses_are_skipped_and_the_connection_reused() {
 async fn an_unasked_protocol_switch_is_a_502_and_not_reused() {
     bounded(async {
         let first = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-        assert!(!then_get(first, Then::KeepOpen, reqwest::Method::GET, 502, &bad_gateway_text()).await);
+        assert!(
+            !then_get(
+                first,
+                Then::KeepOpen,
+                reqwest::Method::GET,
+                502,
+                &bad_gateway_text()
+            )
+            .await
+        );
     })
     .await
 }
@@ -231,7 +262,10 @@ async fn an_answer_before_the_whole_request_body_is_not_reused() {
         assert_eq!(r.text(), "second");
         let seen = server.received();
         assert_eq!(seen.len(), 2, "{seen:#?}");
-        assert_ne!(seen[0].conn, seen[1].conn, "the server still waits for the rest of the body");
+        assert_ne!(
+            seen[0].conn, seen[1].conn,
+            "the server still waits for the rest of the body"
+        );
         proxy.stop().await;
     })
     .await
@@ -257,7 +291,9 @@ async fn a_response_the_client_stopped_reading_is_not_reused() {
         .await;
         let proxy = proxy_to(&server);
         let mut s = TcpStream::connect(proxy.addr).await.expect("connect");
-        s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
         let mut some = [0u8; 4096];
         let n = s.read(&mut some).await.expect("read");
         assert!(String::from_utf8_lossy(&some[..n]).starts_with("HTTP/1.1 200"));

@@ -185,12 +185,28 @@ mod tests {
         let h = with("x-forwarded-for", &["203.0.113.9, 10.0.0.2"]);
         assert_eq!(real_client(LOCAL, &h, &t), ip("203.0.113.9"));
         let h = with("x-forwarded-for", &["198.51.100.1, 203.0.113.9, 10.0.0.2"]);
-        assert_eq!(real_client(LOCAL, &h, &t), ip("203.0.113.9"), "a spoofed left part is ignored");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            ip("203.0.113.9"),
+            "a spoofed left part is ignored"
+        );
         let h = with("x-forwarded-for", &["198.51.100.1", "203.0.113.9,10.0.0.2"]);
-        assert_eq!(real_client(LOCAL, &h, &t), ip("203.0.113.9"), "lines are one list");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            ip("203.0.113.9"),
+            "lines are one list"
+        );
         let h = with("x-forwarded-for", &["10.0.0.3, 10.0.0.2"]);
-        assert_eq!(real_client(LOCAL, &h, &t), ip("10.0.0.3"), "all trusted: the left-most");
-        assert_eq!(real_client(LOCAL, &HeaderMap::new(), &t), LOCAL, "no header: the peer");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            ip("10.0.0.3"),
+            "all trusted: the left-most"
+        );
+        assert_eq!(
+            real_client(LOCAL, &HeaderMap::new(), &t),
+            LOCAL,
+            "no header: the peer"
+        );
     }
 
     #[test]
@@ -205,7 +221,11 @@ mod tests {
     fn malformed_entries_stop_the_walk() {
         let t = nets(&["127.0.0.0/8", "10.0.0.0/8"]);
         let h = with("x-forwarded-for", &["203.0.113.9, garbage, 10.0.0.2"]);
-        assert_eq!(real_client(LOCAL, &h, &t), ip("10.0.0.2"), "the last address reached");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            ip("10.0.0.2"),
+            "the last address reached"
+        );
         let h = with("x-forwarded-for", &["203.0.113.9, unknown"]);
         assert_eq!(real_client(LOCAL, &h, &t), LOCAL);
         let h = with("x-forwarded-for", &["203.0.113.9, "]);
@@ -241,18 +261,34 @@ mod tests {
         let h = with("forwarded", &["for=192.0.2.60, for=\"[2001:db8:ffff::1]\""]);
         assert_eq!(real_client(LOCAL, &h, &t), ip("192.0.2.60"));
         let h = with("forwarded", &["for=192.0.2.60, for=_hidden, for=10.0.0.2"]);
-        assert_eq!(real_client(LOCAL, &h, &t), ip("10.0.0.2"), "an obfuscated node stops the walk");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            ip("10.0.0.2"),
+            "an obfuscated node stops the walk"
+        );
         let h = with("forwarded", &["for=192.0.2.60, proto=https"]);
-        assert_eq!(real_client(LOCAL, &h, &t), LOCAL, "an element without for= stops it too");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            LOCAL,
+            "an element without for= stops it too"
+        );
         let h = with("forwarded", &["for=\"192.0.2.60:_port\""]);
         assert_eq!(real_client(LOCAL, &h, &t), ip("192.0.2.60"));
         let h = with("forwarded", &["for=\"x,y\";by=1, for=192.0.2.61"]);
-        assert_eq!(real_client(LOCAL, &h, &t), ip("192.0.2.61"), "commas in quotes do not split");
+        assert_eq!(
+            real_client(LOCAL, &h, &t),
+            ip("192.0.2.61"),
+            "commas in quotes do not split"
+        );
         let h = with("forwarded", &["for=\"[2001:db8::1]"]);
         assert_eq!(real_client(LOCAL, &h, &t), LOCAL, "an unbalanced quote");
         let mut both = with("forwarded", &["for=192.0.2.60"]);
         both.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
-        assert_eq!(real_client(LOCAL, &both, &t), ip("198.51.100.7"), "X-Forwarded-For first");
+        assert_eq!(
+            real_client(LOCAL, &both, &t),
+            ip("198.51.100.7"),
+            "X-Forwarded-For first"
+        );
     }
 
     #[test]

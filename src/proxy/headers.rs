@@ -57,7 +57,7 @@ pub fn connection_cannot_remove(name: &HeaderName) -> bool {
         &X_FORWARDED_HOST,
         &X_REQUEST_ID,
     ];
-    KEPT.iter().any(|k| *k == name)
+    KEPT.contains(&name)
 }
 
 const CONNECTION_BIT: u16 = 1;

@@ -287,10 +287,9 @@ impl RefusalLog {
     /// Counts a refusal at `now` (ms, > 0); `Some(n)` if it is to be logged at `warn`, `n` being
     /// the refusals not logged since the last line.
     pub fn admit(&self, now: u64) -> Option<u64> {
+        // The same window rule as upstream failures (`health::failure_log`).
         let last = self.logged_at.load(Ordering::Relaxed);
-        let every = u64::try_from(LOG_EVERY.as_millis()).unwrap_or(u64::MAX);
-        let due = last == 0 || now.saturating_sub(last) >= every;
-        if due
+        if crate::health::failure_log::due(last, now, LOG_EVERY)
             && self
                 .logged_at
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -355,7 +354,12 @@ mod tests {
         a.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
         a.extend_from_slice(&[0x12, 0x34, 0x01, 0xbb]);
         // An AWS-style custom TLV (type 0xEA) and a NOOP.
-        v2_header(1, 0x21, &a, &[0xea, 0x00, 0x03, b'v', b'p', b'c', 0x04, 0x00, 0x00])
+        v2_header(
+            1,
+            0x21,
+            &a,
+            &[0xea, 0x00, 0x03, b'v', b'p', b'c', 0x04, 0x00, 0x00],
+        )
     }
 
     const V1: &[u8] = b"PROXY TCP4 192.0.2.1 10.0.0.1 12345 80\r\n";
@@ -368,7 +372,11 @@ mod tests {
         let mut more = V1.to_vec();
         more.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(frame(&more), Frame::Complete(V1.len()));
-        assert_eq!(frame(&V1[..V1.len() - 1]), Frame::NeedMore, "CR without its LF yet");
+        assert_eq!(
+            frame(&V1[..V1.len() - 1]),
+            Frame::NeedMore,
+            "CR without its LF yet"
+        );
         assert_eq!(frame(b"PROXY TCP4 1.2.3.4\rX"), Frame::BadEnd);
         assert_eq!(frame(b"GET / HTTP/1.1\r\n"), Frame::NotProxy);
         assert_eq!(frame(b"POST / HTTP/1.1\r\n"), Frame::NotProxy);
@@ -378,7 +386,11 @@ mod tests {
         assert_eq!(frame(&long), Frame::Oversized);
         let mut at_limit = [b"PROXY ".as_slice(), &[b'a'; V1_MAX - 8]].concat();
         at_limit.extend_from_slice(b"\r\n");
-        assert_eq!(frame(&at_limit), Frame::Complete(V1_MAX), "107 bytes is the most allowed");
+        assert_eq!(
+            frame(&at_limit),
+            Frame::Complete(V1_MAX),
+            "107 bytes is the most allowed"
+        );
         let mut over = [b"PROXY ".as_slice(), &[b'a'; V1_MAX - 7]].concat();
         over.extend_from_slice(b"\r\n");
         assert_eq!(frame(&over), Frame::Oversized);
@@ -396,7 +408,11 @@ mod tests {
         assert_eq!(frame(&bad), Frame::NotProxy);
         assert_eq!(frame(b"\r\nGET"), Frame::NotProxy);
         let big = v2_header(1, 0x11, &[0; 12], &vec![0; V2_MAX]);
-        assert_eq!(frame(&big[..16]), Frame::Oversized, "refused from the length alone");
+        assert_eq!(
+            frame(&big[..16]),
+            Frame::Oversized,
+            "refused from the length alone"
+        );
         let max = v2_header(1, 0x11, &[0; 12], &vec![0; V2_MAX - 28]);
         assert_eq!(frame(&max), Frame::Complete(V2_MAX));
     }
@@ -406,7 +422,9 @@ mod tests {
         let a = parse(V1).unwrap().unwrap();
         assert_eq!(a.source, "192.0.2.1:12345".parse().unwrap());
         assert_eq!(a.destination, "10.0.0.1:80".parse().unwrap());
-        let a = parse(b"PROXY TCP6 2001:db8::7 2001:db8::1 4660 443\r\n").unwrap().unwrap();
+        let a = parse(b"PROXY TCP6 2001:db8::7 2001:db8::1 4660 443\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(a.source, "[2001:db8::7]:4660".parse().unwrap());
         assert_eq!(parse(b"PROXY UNKNOWN\r\n").unwrap(), None);
         assert_eq!(parse(b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n").unwrap(), None);
@@ -471,8 +489,14 @@ mod tests {
         assert_eq!(log.admit(9_000), None);
         assert_eq!(log.admit(10_001), Some(2), "the two suppressed ones are counted");
         assert_eq!(log.admit(10_002), None);
-        assert!(std::sync::Arc::ptr_eq(&RefusalLog::of("l1"), &RefusalLog::of("l1")));
-        assert!(!std::sync::Arc::ptr_eq(&RefusalLog::of("l1"), &RefusalLog::of("l2")));
+        assert!(std::sync::Arc::ptr_eq(
+            &RefusalLog::of("l1"),
+            &RefusalLog::of("l1")
+        ));
+        assert!(!std::sync::Arc::ptr_eq(
+            &RefusalLog::of("l1"),
+            &RefusalLog::of("l2")
+        ));
     }
 
     fn valid_header() -> impl Strategy<Value = Vec<u8>> {

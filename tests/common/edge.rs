@@ -29,7 +29,9 @@ pub fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
 
 /// A PROXY v2 LOCAL header (the balancer's own health check).
 pub fn proxy_v2_local() -> Vec<u8> {
-    ppp::v2::Builder::new(0x20, 0x00).build().expect("v2 LOCAL header")
+    ppp::v2::Builder::new(0x20, 0x00)
+        .build()
+        .expect("v2 LOCAL header")
 }
 
 /// One response as a raw client read it.
