@@ -205,7 +205,10 @@ pub fn parse_response_head(
         // Header values are slices of the head's bytes, not copies.
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
-        let mut conn_close = version == Version::HTTP_10;
+        let mut facts = HeadFacts {
+            http10: version == Version::HTTP_10,
+            ..HeadFacts::default()
+        };
         let mut length: Option<u64> = None;
         let mut bad_length = false;
         let mut chunked = None;
@@ -229,14 +232,13 @@ pub fn parse_response_head(
                 for token in value.as_bytes().split(|&b| b == b',') {
                     let token = token.trim_ascii();
                     if token.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
+                        facts.close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        if version == Version::HTTP_10 {
-                            conn_close = false;
-                        }
+                        facts.keep_alive = true;
                     } else if !token.is_empty()
                         && !token.eq_ignore_ascii_case(b"upgrade")
                         && let Ok(named) = HeaderName::from_bytes(token)
+                        && !headers::connection_cannot_remove(&named)
                     {
                         connection_named.push(named);
                     }
@@ -262,14 +264,16 @@ pub fn parse_response_head(
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
+        facts.transfer_encoding = chunked.is_some();
+        facts.content_length = length.is_some() || bad_length;
+        facts.nonzero_length = bad_length || length.is_some_and(|n| n > 0);
         let framing = if no_body {
             BodyFraming::Empty
         } else if let Some(chunked) = chunked {
             // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and the length must not
-            // reach the client; a message with both is suspect, so the connection is not reused.
-            if length.is_some() || bad_length {
+            // reach the client.
+            if facts.content_length {
                 headers.remove(header::CONTENT_LENGTH);
-                conn_close = true;
             }
             if chunked {
                 BodyFraming::Chunked
@@ -283,7 +287,7 @@ pub fn parse_response_head(
         } else {
             BodyFraming::UntilClose
         };
-        let keep_alive = !conn_close && framing != BodyFraming::UntilClose;
+        let keep_alive = reusable_after_head(status, head_request, facts, framing);
         return Ok(Some(ResponseHead {
             status,
             headers,
@@ -291,6 +295,88 @@ pub fn parse_response_head(
             keep_alive,
         }));
     }
+}
+
+/// What a response head says that bears on its connection's reuse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadFacts {
+    /// The status line says HTTP/1.0.
+    pub http10: bool,
+    /// `Connection: close`.
+    pub close: bool,
+    /// `Connection: keep-alive`.
+    pub keep_alive: bool,
+    /// A `Transfer-Encoding` line is present.
+    pub transfer_encoding: bool,
+    /// A `Content-Length` line is present (valid or not).
+    pub content_length: bool,
+    /// `Content-Length` announces a body (or is invalid).
+    pub nonzero_length: bool,
+}
+
+/// Whether the connection may carry another request once this response has been read to its
+/// end (RFC 9112 9.3 and 9.6 persistence, 6.1 and 6.3 framing). Each rule is in the table of
+/// docs/upstream.md.
+pub fn reusable_after_head(
+    status: StatusCode,
+    head_request: bool,
+    f: HeadFacts,
+    framing: BodyFraming,
+) -> bool {
+    // 9.6: the server will close after this response.
+    if f.close {
+        return false;
+    }
+    // 9.3: HTTP/1.0 persists only with `Connection: keep-alive`.
+    if f.http10 && !f.keep_alive {
+        return false;
+    }
+    // 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing whatever else it
+    // says; it is read (the transfer coding decides its end) and the connection closed after.
+    if f.http10 && f.transfer_encoding {
+        return false;
+    }
+    // 6.3 (3): both Transfer-Encoding and Content-Length may be smuggling or splitting; the
+    // length is dropped and the connection closed after.
+    if f.transfer_encoding && f.content_length {
+        return false;
+    }
+    // 6.3 (8): a body delimited by the close.
+    if framing == BodyFraming::UntilClose {
+        return false;
+    }
+    // 6.3 (1): a 204 has no content whatever its head says; one that announces a body anyway
+    // (RFC 9110 8.6 forbids Content-Length there) may well send it, where the next response
+    // would be read. A HEAD or 304 response legitimately announces the length of what a GET or
+    // 200 would carry, so only bytes actually sent spoil those (checked at the end).
+    if status == StatusCode::NO_CONTENT && !head_request && (f.transfer_encoding || f.nonzero_length) {
+        return false;
+    }
+    true
+}
+
+/// How an exchange with a server ended, for the reuse decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeEnd {
+    /// The response body was read to its end.
+    pub body_done: bool,
+    /// The response head allowed reuse ([`reusable_after_head`]).
+    pub head_allows: bool,
+    /// Reading the response failed (malformed body, I/O error, the client's body broke).
+    pub failed: bool,
+    /// The whole request, body included, was written.
+    pub request_sent: bool,
+    /// Bytes arrived beyond the end of the response.
+    pub leftover: bool,
+}
+
+/// Whether a connection goes back to the idle pool after an exchange (RFC 9112 9.3, 9.6).
+pub fn reusable_after_exchange(e: ExchangeEnd) -> bool {
+    // A response the client stopped reading is not drained: closing costs one connection,
+    // draining could cost a whole body's transfer. A request not fully sent leaves the server
+    // waiting for the rest, which the next request would become. Bytes after the response
+    // are an answer to nothing (a server pipelining, or a body on a HEAD/204/304).
+    e.body_done && e.head_allows && !e.failed && e.request_sent && !e.leftover
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {
@@ -477,255 +563,4 @@ pub fn chunk_size_line(len: usize) -> Bytes {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn head(text: &str) -> Result<Option<ResponseHead>, ResponseError> {
-        let mut buf = BytesMut::from(text.as_bytes());
-        parse_response_head(&mut buf, false)
-    }
-
-    #[test]
-    fn encodes_a_request_head() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("a.example"));
-        h.append("x-a", HeaderValue::from_static("1"));
-        h.append("x-a", HeaderValue::from_static("2"));
-        let out = encode_request_head(&Method::POST, "/p?q=1", &h, &[], RequestFraming::Zero);
-        assert_eq!(
-            &out[..],
-            b"POST /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 0\r\n\r\n"
-        );
-        let set = HeaderName::from_static("x-a");
-        let out = encode_request_head(
-            &Method::GET,
-            "/",
-            &h,
-            &[(&set, HeaderValue::from_static("3"))],
-            RequestFraming::None,
-        );
-        assert_eq!(
-            &out[..],
-            b"GET / HTTP/1.1\r\nhost: a.example\r\nx-a: 3\r\n\r\n",
-            "replaced, not added"
-        );
-        let out = encode_request_head(&Method::GET, "", &HeaderMap::new(), &[], RequestFraming::Chunked);
-        assert_eq!(&out[..], b"GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
-    }
-
-    #[test]
-    fn request_framing_follows_the_request() {
-        let mut h = HeaderMap::new();
-        assert_eq!(RequestFraming::of(&Method::GET, &h, false), RequestFraming::None);
-        assert_eq!(RequestFraming::of(&Method::POST, &h, false), RequestFraming::Zero);
-        assert_eq!(
-            RequestFraming::of(&Method::POST, &h, true),
-            RequestFraming::Chunked
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        assert_eq!(
-            RequestFraming::of(&Method::POST, &h, true),
-            RequestFraming::Length
-        );
-    }
-
-    #[test]
-    fn parses_a_head_and_leaves_the_body() {
-        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"[..]);
-        let h = parse_response_head(&mut buf, false).unwrap().unwrap();
-        assert_eq!(h.status, StatusCode::OK);
-        assert_eq!(h.framing, BodyFraming::Length(5));
-        assert!(h.keep_alive);
-        assert_eq!(h.headers.get("x-a").unwrap(), "b");
-        assert_eq!(&buf[..], b"hello");
-    }
-
-    #[test]
-    fn partial_head_asks_for_more() {
-        assert!(head("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
-        assert!(head("").unwrap().is_none());
-    }
-
-    #[test]
-    fn malformed_and_oversized_heads_are_errors() {
-        assert_eq!(
-            head("HTTP/1.1 abc OK\r\n\r\n").unwrap_err(),
-            ResponseError::Malformed
-        );
-        assert_eq!(head("garbage\r\n\r\n").unwrap_err(), ResponseError::Malformed);
-        let big = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES + 1));
-        assert_eq!(head(&big).unwrap_err(), ResponseError::TooLarge);
-        let many: String = (0..200).map(|i| format!("x{i}: 1\r\n")).collect();
-        assert_eq!(
-            head(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).unwrap_err(),
-            ResponseError::TooLarge
-        );
-    }
-
-    #[test]
-    fn interim_responses_are_skipped() {
-        let h = head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.status, StatusCode::CREATED);
-        assert_eq!(h.framing, BodyFraming::Length(0));
-        let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
-        assert_eq!(h.framing, BodyFraming::Empty);
-    }
-
-    #[test]
-    fn framing_per_rfc_9112() {
-        let f = |t: &str| head(t).unwrap().unwrap();
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").framing,
-            BodyFraming::Chunked
-        );
-        let h = f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::Chunked);
-        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
-        assert!(!h.keep_alive);
-        let h = f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::UntilClose);
-        assert!(!h.keep_alive);
-        let h = f("HTTP/1.1 200 OK\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::UntilClose);
-        assert!(!h.keep_alive);
-        assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n").framing, BodyFraming::Empty);
-        assert_eq!(
-            f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n").framing,
-            BodyFraming::Empty
-        );
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").framing,
-            BodyFraming::Length(3)
-        );
-        assert_eq!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").unwrap_err(),
-            ResponseError::BadLength
-        );
-        assert_eq!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").unwrap_err(),
-            ResponseError::BadLength
-        );
-        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"[..]);
-        let h = parse_response_head(&mut buf, true).unwrap().unwrap();
-        assert_eq!(h.framing, BodyFraming::Empty);
-    }
-
-    #[test]
-    fn hop_by_hop_fields_are_not_kept() {
-        let h = head(
-            "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nUpgrade: h2c\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n",
-        )
-        .unwrap()
-        .unwrap();
-        let mut names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["content-length", "x-kept"]);
-        assert!(h.keep_alive);
-        let h = head("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nKeep-Alive: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.headers.get(header::UPGRADE).unwrap(), "websocket");
-        assert_eq!(h.headers.get(header::CONNECTION).unwrap(), "upgrade");
-        assert!(h.headers.get("keep-alive").is_none());
-    }
-
-    #[test]
-    fn keep_alive_per_version_and_connection() {
-        let ka = |t: &str| head(t).unwrap().unwrap().keep_alive;
-        assert!(ka("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!ka(
-            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert!(!ka("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(ka(
-            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
-        ));
-    }
-
-    fn decode_all(decoder: &mut BodyDecoder, pieces: &[&[u8]]) -> Result<(Vec<u8>, bool), ResponseError> {
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for p in pieces {
-            buf.extend_from_slice(p);
-            loop {
-                match decoder.step(&mut buf)? {
-                    Step::Data(d) => out.extend_from_slice(&d),
-                    Step::NeedMore => break,
-                    Step::Done => return Ok((out, buf.is_empty())),
-                }
-            }
-        }
-        Ok((out, false))
-    }
-
-    #[test]
-    fn decodes_chunked_with_extensions_and_trailers() {
-        let mut d = BodyDecoder::new(BodyFraming::Chunked);
-        let (out, done) = decode_all(
-            &mut d,
-            &[b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n"],
-        )
-        .unwrap();
-        assert_eq!(out, b"hello world");
-        assert!(done && d.is_done());
-    }
-
-    #[test]
-    fn rejects_bad_chunks() {
-        let bad: [&[u8]; 3] = [b"zz\r\n", b"3\r\nabcX\r\n", b"ffffffffffffffffffff\r\n"];
-        for b in bad {
-            let mut d = BodyDecoder::new(BodyFraming::Chunked);
-            assert_eq!(
-                decode_all(&mut d, &[b]).unwrap_err(),
-                ResponseError::BadChunk,
-                "{b:?}"
-            );
-        }
-        let mut d = BodyDecoder::new(BodyFraming::Chunked);
-        let long = vec![b'1'; MAX_CHUNK_LINE + 1];
-        assert_eq!(decode_all(&mut d, &[&long]).unwrap_err(), ResponseError::BadChunk);
-    }
-
-    #[test]
-    fn length_body_stops_at_its_length() {
-        let mut d = BodyDecoder::new(BodyFraming::Length(4));
-        let mut buf = BytesMut::from(&b"abcdEXTRA"[..]);
-        assert_eq!(d.step(&mut buf).unwrap(), Step::Data(Bytes::from_static(b"abcd")));
-        assert_eq!(d.step(&mut buf).unwrap(), Step::Done);
-        assert_eq!(&buf[..], b"EXTRA");
-    }
-
-    proptest! {
-        /// However a chunked body is split across reads, the decoder yields the same bytes.
-        #[test]
-        fn chunked_decoding_ignores_read_boundaries(
-            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..8),
-            cuts in proptest::collection::vec(any::<usize>(), 0..12),
-        ) {
-            let mut wire = Vec::new();
-            let mut body = Vec::new();
-            for c in &chunks {
-                wire.extend_from_slice(&chunk_size_line(c.len()));
-                wire.extend_from_slice(c);
-                wire.extend_from_slice(b"\r\n");
-                body.extend_from_slice(c);
-            }
-            wire.extend_from_slice(LAST_CHUNK);
-            let mut at: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
-            at.push(0);
-            at.push(wire.len());
-            at.sort_unstable();
-            let pieces: Vec<&[u8]> = at.windows(2).map(|w| &wire[w[0]..w[1]]).collect();
-            let mut d = BodyDecoder::new(BodyFraming::Chunked);
-            let (out, clean) = decode_all(&mut d, &pieces).unwrap();
-            prop_assert_eq!(out, body);
-            prop_assert!(clean && d.is_done());
-        }
-    }
-}
+mod tests;

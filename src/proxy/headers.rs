@@ -40,6 +40,26 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     hop_by_hop_bit(name) != 0
 }
 
+/// Whether `name` is kept even when a `Connection` header names it.
+///
+/// RFC 9110 7.6.1 makes every field `Connection` names hop-by-hop, but a sender must not name
+/// fields that carry the message's framing or target, and the proxy sets some fields itself.
+/// Removing those at the client's word would change what the server receives: its own address
+/// as `Host` (and no `X-Forwarded-Host`), a counted body re-framed as chunked, a forwarding
+/// chain cut short. Such tokens are ignored, as nginx ignores them all.
+pub fn connection_cannot_remove(name: &HeaderName) -> bool {
+    static KEPT: [&HeaderName; 7] = [
+        &header::HOST,
+        &header::CONTENT_LENGTH,
+        &header::TRANSFER_ENCODING,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &X_REQUEST_ID,
+    ];
+    KEPT.contains(&name)
+}
+
 const CONNECTION_BIT: u16 = 1;
 const UPGRADE_BIT: u16 = 1 << 4;
 
@@ -67,7 +87,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
                 {
                     continue;
                 }
-                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes())
+                    && !connection_cannot_remove(&n)
+                {
                     named.push(n);
                 }
             }
@@ -449,6 +471,46 @@ mod tests {
         assert!(!body.content_length && body.ended);
         let open = scan(&[b"POST / HTTP/1.1\r\ncontent-LENGTH: 1\r\n"]);
         assert!(open.content_length && !open.ended);
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing_target_or_forwarding() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static(
+                "Host, Content-Length, x-forwarded-for, X-Forwarded-Proto, x-forwarded-host, X-Request-Id, x-gone",
+            ),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("a.example"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("b.example"));
+        h.insert("x-request-id", HeaderValue::from_static("r1"));
+        h.insert("x-gone", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-length",
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-request-id"
+            ]
+        );
+        // Transfer-Encoding is hop-by-hop anyway: the proxy frames the body itself.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("transfer-encoding"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.is_empty());
+        assert!(connection_cannot_remove(&header::HOST));
+        assert!(!connection_cannot_remove(&header::COOKIE));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct ListenerCtx {
     pub tls: Option<Arc<super::tls::ServerTls>>,
     /// Read a PROXY protocol header first (from these peers only, when not empty).
     pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
+    /// The rate limit of refused PROXY connections, shared by the listener's workers.
+    pub proxy_refusals: Option<Arc<super::proxy_protocol::RefusalLog>>,
     /// Peers whose `X-Forwarded-For` / `Forwarded` names the real client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -150,6 +152,9 @@ pub(super) fn listener_ctx(
         open,
         tls,
         proxy_protocol: l.proxy_protocol.then(|| l.proxy_protocol_from.clone()),
+        proxy_refusals: l
+            .proxy_protocol
+            .then(|| super::proxy_protocol::RefusalLog::of(&l.name)),
         trusted_proxies: l.trusted_proxies.clone(),
     }
 }
@@ -439,7 +444,9 @@ pub(super) async fn serve_connection(
         } {
             Ok(Ok(addrs)) => addrs,
             Ok(Err(e)) => {
-                super::proxy_protocol::log_refused(peer, &listener.name, &e);
+                if let Some(log) = &listener.proxy_refusals {
+                    super::proxy_protocol::log_refused(peer, &listener.name, log, &e);
+                }
                 return;
             }
             Err(_) => return,

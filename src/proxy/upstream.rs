@@ -543,9 +543,14 @@ impl UpstreamBody {
 
     /// The connection, if the exchange ended cleanly and it can carry another request.
     pub fn into_reusable(self) -> Option<Conn> {
-        let upload_done = self.upload.as_ref().is_none_or(Upload::is_done);
-        (self.decoder.is_done() && self.keep_alive && !self.failed && upload_done && self.conn.buf.is_empty())
-            .then_some(self.conn)
+        let end = h1::ExchangeEnd {
+            body_done: self.decoder.is_done(),
+            head_allows: self.keep_alive,
+            failed: self.failed,
+            request_sent: self.upload.as_ref().is_none_or(Upload::is_done),
+            leftover: !self.conn.buf.is_empty(),
+        };
+        h1::reusable_after_exchange(end).then_some(self.conn)
     }
 
     /// The connection and what was read of it beyond the head, for a protocol switch.

@@ -852,3 +852,4 @@ pub fn ringway_command() -> tokio::process::Command {
         .kill_on_drop(true);
     c
 }
+pub mod edge;

@@ -245,12 +245,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
                 l.name
             ));
         }
-        if l.proxy_protocol {
-            errors.push(format!(
-                "listener `{}`: proxy_protocol is not supported by this version yet",
-                l.name
-            ));
-        }
     }
     for p in &config.pools {
         if p.tls.is_some() {
