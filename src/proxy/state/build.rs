@@ -239,12 +239,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
     // about, now run); the list stays for the next setting whose runtime comes later.
     let warnings = Vec::new();
     for l in &config.listeners {
-        if l.tls.is_some() {
-            errors.push(format!(
-                "listener `{}`: TLS is not supported by this version yet",
-                l.name
-            ));
-        }
         if l.proxy_protocol {
             errors.push(format!(
                 "listener `{}`: proxy_protocol is not supported by this version yet",
