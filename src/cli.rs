@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::balance::{HashFunction, Member};
 use crate::config::{
-    AccessLogFormat, AccessLogTarget, AdminConfig, Balance, CertPair, Config, HashFn, HashKeySpec, HashSettings,
-    Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig, TlsConfig,
-    UpstreamProtocol, Workers,
+    AccessLogFormat, AccessLogTarget, AdminConfig, Balance, CertPair, Config, HashFn, HashKeySpec,
+    HashSettings, Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig,
+    TlsConfig, UpstreamProtocol, Workers,
 };
 use crate::proxy::Engine;
 

@@ -25,7 +25,11 @@ fn tls_config(backend: &Backend, pairs: Vec<CertPair>) -> Config {
 }
 
 /// Sends `GET path` with `Host: host` over `stream` and reads the response (Content-Length).
-async fn h1_get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: &str, path: &str) -> (u16, String, Vec<u8>) {
+async fn h1_get<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+) -> (u16, String, Vec<u8>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("write request");
     let mut buf = Vec::new();
@@ -35,7 +39,11 @@ async fn h1_get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: &str, p
             break i + 4;
         }
         let n = stream.read(&mut chunk).await.expect("read response");
-        assert!(n > 0, "closed before a response head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "closed before a response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -86,12 +94,22 @@ async fn sni_picks_exact_wildcard_and_default_certificates() {
             write_leaf(
                 &dir,
                 "api",
-                &ca.leaf_with(&["api.example.com"], &rcgen::PKCS_ECDSA_P384_SHA384, now - 60, now + 86_400 * 30),
+                &ca.leaf_with(
+                    &["api.example.com"],
+                    &rcgen::PKCS_ECDSA_P384_SHA384,
+                    now - 60,
+                    now + 86_400 * 30,
+                ),
             ),
             write_leaf(
                 &dir,
                 "wild",
-                &ca.leaf_with(&["*.example.com"], &rcgen::PKCS_ED25519, now - 60, now + 86_400 * 30),
+                &ca.leaf_with(
+                    &["*.example.com"],
+                    &rcgen::PKCS_ED25519,
+                    now - 60,
+                    now + 86_400 * 30,
+                ),
             ),
         ];
         let proxy = Proxy::start(tls_config(&backend, pairs));
@@ -112,7 +130,9 @@ async fn sni_picks_exact_wildcard_and_default_certificates() {
         // No SNI at all: the default certificate, verified against the CA for its name.
         let mut no_sni = client_config(&ca, &[]);
         no_sni.enable_sni = false;
-        let s = connect(proxy.addr, "default.test", no_sni).await.expect("handshake without SNI");
+        let s = connect(proxy.addr, "default.test", no_sni)
+            .await
+            .expect("handshake without SNI");
         assert_eq!(presented_names(&s), ["default.test"]);
         // The exact and wildcard certificates verify for their names against the CA.
         for name in ["api.example.com", "x.example.com"] {
@@ -135,7 +155,10 @@ async fn alpn_gives_h2_or_http11_and_forwarded_proto_is_https() {
         let pair = write_leaf(&dir, "site", &ca.leaf(&["app.test"]));
         let proxy = Proxy::start(tls_config(&backend, vec![pair]));
         let url = format!("https://app.test:{}/hello?x=1", proxy.addr.port());
-        for (h2, version) in [(true, reqwest::Version::HTTP_2), (false, reqwest::Version::HTTP_11)] {
+        for (h2, version) in [
+            (true, reqwest::Version::HTTP_2),
+            (false, reqwest::Version::HTTP_11),
+        ] {
             let client = https_client(&ca, proxy.addr, &["app.test"], h2);
             let resp = client.get(&url).send().await.expect("request over TLS");
             assert_eq!(resp.version(), version);
@@ -165,14 +188,26 @@ async fn alpn_gives_h2_or_http11_and_forwarded_proto_is_https() {
     .await
 }
 
-/// A ClientHello that offers TLS 1.1 at most (no supported_versions extension), with the usual
-/// TLS 1.0/1.1 cipher suites.
-fn tls11_client_hello() -> Vec<u8> {
+/// ECDHE-RSA-AES128-SHA and AES128-SHA, what TLS 1.0/1.1 clients offer.
+const CBC_SUITES: [u8; 4] = [0xc0, 0x13, 0x00, 0x2f];
+/// ECDHE-ECDSA-AES128-GCM-SHA256 and ECDHE-RSA-AES128-GCM-SHA256 (suites rustls has).
+const GCM_SUITES: [u8; 4] = [0xc0, 0x2b, 0xc0, 0x2f];
+
+/// A ClientHello that offers TLS 1.1 at most (no supported_versions extension) with `suites`.
+fn tls11_hello_with(suites: [u8; 4]) -> Vec<u8> {
     let mut body = vec![0x03, 0x02]; // client_version: TLS 1.1
     body.extend_from_slice(&[0x42; 32]); // random
     body.push(0); // session id: none
-    body.extend_from_slice(&[0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA-AES128-SHA, AES128-SHA
+    body.extend_from_slice(&[0x00, 0x04]);
+    body.extend_from_slice(&suites);
     body.extend_from_slice(&[0x01, 0x00]); // compression: null
+    let extensions: &[u8] = &[
+        0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, // groups: x25519, P-256
+        0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, // EC point formats: uncompressed
+        0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04, // signature algorithms
+    ];
+    body.extend_from_slice(&u16::try_from(extensions.len()).expect("short").to_be_bytes());
+    body.extend_from_slice(extensions);
     let mut handshake = vec![0x01, 0x00];
     handshake.extend_from_slice(&u16::try_from(body.len()).expect("short").to_be_bytes());
     handshake.extend_from_slice(&body);
@@ -180,6 +215,11 @@ fn tls11_client_hello() -> Vec<u8> {
     record.extend_from_slice(&u16::try_from(handshake.len()).expect("short").to_be_bytes());
     record.extend_from_slice(&handshake);
     record
+}
+
+/// A TLS 1.1 ClientHello as old clients send it.
+fn tls11_client_hello() -> Vec<u8> {
+    tls11_hello_with(CBC_SUITES)
 }
 
 #[tokio::test]
@@ -190,18 +230,24 @@ async fn tls_1_1_is_refused_with_an_alert() {
         let dir = temp_dir("tls11");
         let pair = write_leaf(&dir, "site", &ca.leaf(&["app.test"]));
         let proxy = Proxy::start(tls_config(&backend, vec![pair]));
-        let out = raw_exchange(proxy.addr, &tls11_client_hello(), Duration::from_secs(5)).await;
-        assert!(out.closed, "the server closes after refusing");
-        let bytes = out.text.as_bytes();
-        // An alert record (21), never a handshake record (a ServerHello).
-        assert!(!bytes.is_empty(), "an alert is sent before the close");
-        assert_eq!(bytes[0], 0x15, "alert record, got {bytes:?}");
-        // Fatal; handshake_failure (40: rustls has none of the CBC suites a TLS 1.1 client
-        // offers) or protocol_version (70).
-        assert_eq!(bytes.get(5), Some(&2u8), "fatal alert, got {bytes:?}");
-        assert!(matches!(bytes.get(6), Some(40 | 70)), "alert description, got {bytes:?}");
+        // protocol_version (70), whether the suites offered are ones rustls has or not.
+        for (suites, alert) in [(CBC_SUITES, 70u8), (GCM_SUITES, 70)] {
+            let out = raw_exchange(proxy.addr, &tls11_hello_with(suites), Duration::from_secs(5)).await;
+            assert!(out.closed, "the server closes after refusing");
+            let bytes = out.text.as_bytes();
+            // An alert record (21), never a handshake record (a ServerHello).
+            assert!(!bytes.is_empty(), "an alert is sent before the close");
+            assert_eq!(bytes[0], 0x15, "alert record, got {bytes:?}");
+            assert_eq!(
+                bytes.get(5..7),
+                Some(&[2u8, alert][..]),
+                "fatal alert, got {bytes:?}"
+            );
+        }
         // The listener goes on serving.
-        let mut s = connect(proxy.addr, "app.test", client_config(&ca, &[])).await.expect("handshake");
+        let mut s = connect(proxy.addr, "app.test", client_config(&ca, &[]))
+            .await
+            .expect("handshake");
         assert_eq!(h1_get(&mut s, "app.test", "/").await.0, 200);
         proxy.stop().await;
         let _ = std::fs::remove_dir_all(dir);
@@ -228,9 +274,14 @@ async fn sessions_resume_by_ticket_and_by_session_id() {
                 .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
             c
         };
-        for (what, config) in [("TLS 1.3 tickets", client_config(&ca, &[])), ("TLS 1.2 session ID", tls12)] {
+        for (what, config) in [
+            ("TLS 1.3 tickets", client_config(&ca, &[])),
+            ("TLS 1.2 session ID", tls12),
+        ] {
             let config = std::sync::Arc::new(config);
-            let mut first = connect_shared(proxy.addr, "app.test", config.clone()).await.expect("first");
+            let mut first = connect_shared(proxy.addr, "app.test", config.clone())
+                .await
+                .expect("first");
             assert_eq!(
                 first.get_ref().1.handshake_kind(),
                 Some(rustls::HandshakeKind::Full),
@@ -239,7 +290,9 @@ async fn sessions_resume_by_ticket_and_by_session_id() {
             // A round trip: TLS 1.3 tickets arrive after the handshake.
             assert_eq!(h1_get(&mut first, "app.test", "/").await.0, 200);
             drop(first);
-            let mut second = connect_shared(proxy.addr, "app.test", config).await.expect("second");
+            let mut second = connect_shared(proxy.addr, "app.test", config)
+                .await
+                .expect("second");
             assert_eq!(
                 second.get_ref().1.handshake_kind(),
                 Some(rustls::HandshakeKind::Resumed),
@@ -271,18 +324,29 @@ async fn a_reload_serves_renewed_certificates_and_keeps_open_connections() {
         let pair = write_leaf(&dir, "site", &old);
         let (proxy, _) = start_file(&dir, &tls_config_text(&[pair], &backend.address(), None));
 
-        let mut open = connect(proxy.addr, "app.test", client_config(&ca, &[])).await.expect("handshake");
+        let mut open = connect(proxy.addr, "app.test", client_config(&ca, &[]))
+            .await
+            .expect("handshake");
         assert_eq!(presented_der(&open), leaf_der(&old));
         assert_eq!(h1_get(&mut open, "app.test", "/").await.0, 200);
 
         // Renewed in place: same paths, new certificate and key.
         let new = ca.leaf(&["app.test"]);
         write_leaf(&dir, "site", &new);
-        let summary = proxy.engine().reload_from_file("test").expect("reload with renewed files");
+        let summary = proxy
+            .engine()
+            .reload_from_file("test")
+            .expect("reload with renewed files");
         assert!(summary.listeners.is_empty(), "{summary}");
 
-        let fresh = connect(proxy.addr, "app.test", client_config(&ca, &[])).await.expect("new handshake");
-        assert_eq!(presented_der(&fresh), leaf_der(&new), "new handshakes get the renewed certificate");
+        let fresh = connect(proxy.addr, "app.test", client_config(&ca, &[]))
+            .await
+            .expect("new handshake");
+        assert_eq!(
+            presented_der(&fresh),
+            leaf_der(&new),
+            "new handshakes get the renewed certificate"
+        );
         // The connection opened before the reload goes on working.
         for _ in 0..3 {
             assert_eq!(h1_get(&mut open, "app.test", "/").await.0, 200);
@@ -319,8 +383,12 @@ async fn a_bad_new_certificate_is_refused_and_the_old_one_serves() {
                 "an expired certificate",
                 Box::new(|| {
                     let now = unix_now();
-                    let expired =
-                        ca.leaf_with(&["app.test"], &rcgen::PKCS_ECDSA_P256_SHA256, now - 86_400 * 30, now - 86_400);
+                    let expired = ca.leaf_with(
+                        &["app.test"],
+                        &rcgen::PKCS_ECDSA_P256_SHA256,
+                        now - 86_400 * 30,
+                        now - 86_400,
+                    );
                     write_leaf(&dir, "site", &expired);
                 }),
                 "has expired",
@@ -382,7 +450,11 @@ async fn garbage_and_truncated_handshakes_are_closed_and_others_are_served() {
         garbage.extend((0u8..32).map(|i| i.wrapping_mul(37)));
         let out = raw_exchange(proxy.addr, &garbage, Duration::from_secs(5)).await;
         assert!(out.closed, "garbage is closed");
-        assert!(out.text.as_bytes().first().is_none_or(|&b| b == 0x15), "only an alert: {:?}", out.text);
+        assert!(
+            out.text.as_bytes().first().is_none_or(|&b| b == 0x15),
+            "only an alert: {:?}",
+            out.text
+        );
         // Random bytes that are not a TLS record at all.
         let out = raw_exchange(proxy.addr, &[0xff, 0x00, 0x13, 0x37], Duration::from_secs(5)).await;
         assert!(out.closed, "non-TLS bytes are closed");
@@ -399,7 +471,9 @@ async fn garbage_and_truncated_handshakes_are_closed_and_others_are_served() {
         assert!(out.closed, "a stalled handshake is closed");
         assert!(out.elapsed >= Duration::from_millis(800), "{:?}", out.elapsed);
         // Everyone else is served all along.
-        let mut ok = connect(proxy.addr, "app.test", client_config(&ca, &[])).await.expect("handshake");
+        let mut ok = connect(proxy.addr, "app.test", client_config(&ca, &[]))
+            .await
+            .expect("handshake");
         assert_eq!(h1_get(&mut ok, "app.test", "/").await.0, 200);
         proxy.stop().await;
         let _ = std::fs::remove_dir_all(dir);
@@ -429,7 +503,11 @@ async fn websocket_upgrade_is_tunnelled_over_tls() {
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             let n = stream.read(&mut byte).await.expect("read head");
-            assert!(n > 0, "closed during the 101 head: {:?}", String::from_utf8_lossy(&head));
+            assert!(
+                n > 0,
+                "closed during the 101 head: {:?}",
+                String::from_utf8_lossy(&head)
+            );
             head.push(byte[0]);
         }
         let head = String::from_utf8_lossy(&head).to_lowercase();
@@ -439,7 +517,10 @@ async fn websocket_upgrade_is_tunnelled_over_tls() {
         for msg in [&b"ping-1"[..], b"a longer second message", &[0u8, 1, 2, 255, 254]] {
             stream.write_all(msg).await.expect("write on the tunnel");
             let mut back = vec![0u8; msg.len()];
-            stream.read_exact(&mut back).await.expect("echo through the tunnel");
+            stream
+                .read_exact(&mut back)
+                .await
+                .expect("echo through the tunnel");
             assert_eq!(back, msg);
         }
         drop(stream);

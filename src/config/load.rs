@@ -75,8 +75,14 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigError>), Vec
 /// configuration has every pair complete, so the n-th certificate fact and the n-th key fact
 /// belong to the n-th pair of the listeners.
 fn tls_pairs<'a>(config: &'a Config, paths: &[LocatedPath]) -> Vec<(&'a CertPair, usize, usize)> {
-    let certs = paths.iter().enumerate().filter(|(_, p)| p.kind == PathKind::TlsCert);
-    let keys = paths.iter().enumerate().filter(|(_, p)| p.kind == PathKind::TlsKey);
+    let certs = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == PathKind::TlsCert);
+    let keys = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == PathKind::TlsKey);
     config
         .listeners
         .iter()

@@ -139,16 +139,20 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let shown = path.display();
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => format!(
-            "private key {shown} holds no PEM private key (PKCS#8, RSA or EC, unencrypted)"
-        ),
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            format!("private key {shown} holds no PEM private key (PKCS#8, RSA or EC, unencrypted)")
+        }
         e => format!("private key {shown} cannot be read as PEM: {e}"),
     })
 }
 
 /// The leaf's names, its end of validity as written, and the days left; refuses a leaf that is
 /// expired or not valid yet.
-fn inspect_leaf(path: &Path, leaf: &CertificateDer<'_>, now: i64) -> Result<(Vec<String>, String, i64), String> {
+fn inspect_leaf(
+    path: &Path,
+    leaf: &CertificateDer<'_>,
+    now: i64,
+) -> Result<(Vec<String>, String, i64), String> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let shown = path.display();
     let (_, cert) = X509Certificate::from_der(leaf.as_ref())
@@ -162,7 +166,10 @@ fn inspect_leaf(path: &Path, leaf: &CertificateDer<'_>, now: i64) -> Result<(Vec
             ));
         }
         Validity::Expired => {
-            return Err(format!("certificate {shown} has expired (not after {})", v.not_after));
+            return Err(format!(
+                "certificate {shown} has expired (not after {})",
+                v.not_after
+            ));
         }
         Validity::Valid { days_left } => days_left,
     };

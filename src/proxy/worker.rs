@@ -18,8 +18,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::listeners::{Batch, Change};
-use super::tls::ServerTls;
 use super::server::{ListenerCtx, Protocols, Shared, listener_ctx, serve_connection};
+use super::tls::ServerTls;
 use crate::config::ListenerConfig;
 
 /// Runs a worker on the calling thread until shutdown; `commands` brings its listener changes

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SignatureAlgorithm};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SignatureAlgorithm,
+};
 use ringway::config::CertPair;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, RootCertStore};
@@ -66,14 +68,19 @@ impl TestCa {
     /// An ECDSA P-256 leaf for `names`, valid from yesterday for 90 days.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         let now = unix_now();
-        self.leaf_with(names, &rcgen::PKCS_ECDSA_P256_SHA256, now - 86_400, now + 90 * 86_400)
+        self.leaf_with(
+            names,
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            now - 86_400,
+            now + 90 * 86_400,
+        )
     }
 
     /// A leaf for `names` with key algorithm `alg`, valid between two Unix times.
     pub fn leaf_with(&self, names: &[&str], alg: &'static SignatureAlgorithm, from: u64, until: u64) -> Leaf {
         let key = KeyPair::generate_for(alg).expect("leaf key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("leaf params");
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("leaf params");
         params
             .distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
@@ -149,7 +156,11 @@ pub fn looking_client(sni: bool) -> ClientConfig {
 }
 
 /// Opens a TLS connection to `addr` for `name` with `config`.
-pub async fn connect(addr: SocketAddr, name: &str, config: ClientConfig) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn connect(
+    addr: SocketAddr,
+    name: &str,
+    config: ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
     connect_shared(addr, name, Arc::new(config)).await
 }
 
