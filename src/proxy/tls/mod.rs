@@ -69,7 +69,14 @@ struct Resolver {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.keys.get(self.table.pick(hello.server_name())).cloned()
+        let index = match hello.server_name() {
+            None => 0,
+            Some(name) => self.table.lookup(name).unwrap_or_else(|| {
+                tracing::debug!("TLS: no certificate names `{name}`: the default one is served");
+                0
+            }),
+        };
+        self.keys.get(index).cloned()
     }
 }
 

@@ -40,16 +40,20 @@ impl SniTable {
     /// The certificate for server name `sni`: an exact name, else a wildcard over its first
     /// label, else the default (0), which also serves clients that send no name.
     pub fn pick(&self, sni: Option<&str>) -> usize {
-        let Some(sni) = sni else { return 0 };
+        sni.and_then(|s| self.lookup(s)).unwrap_or(0)
+    }
+
+    /// The certificate that names `sni` (exactly, or by a wildcard), if any.
+    pub fn lookup(&self, sni: &str) -> Option<usize> {
         let name = normalize(sni);
         if let Some(&i) = self.exact.get(name.as_ref()) {
-            return i;
+            return Some(i);
         }
         // A wildcard covers one label only: `*.example.com` serves `a.example.com`, neither
         // `example.com` nor `a.b.example.com` (RFC 6125 section 6.4.3, as browsers check it).
         match name.split_once('.') {
-            Some((label, parent)) if !label.is_empty() => self.wildcard.get(parent).copied().unwrap_or(0),
-            _ => 0,
+            Some((label, parent)) if !label.is_empty() => self.wildcard.get(parent).copied(),
+            _ => None,
         }
     }
 }
@@ -93,6 +97,8 @@ mod tests {
         assert_eq!(t.pick(Some(".example.com")), 0);
         assert_eq!(t.pick(Some("unknown.test")), 0);
         assert_eq!(t.pick(Some("")), 0);
+        assert_eq!(t.lookup("unknown.test"), None);
+        assert_eq!(t.lookup("default.test"), Some(0));
     }
 
     #[test]
