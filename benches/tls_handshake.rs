@@ -48,7 +48,11 @@ fn material() -> Material {
     }
 }
 
-fn server(provider: &Arc<CryptoProvider>, m: &Material, ticketer: Arc<dyn rustls::server::ProducesTickets>) -> Arc<ServerConfig> {
+fn server(
+    provider: &Arc<CryptoProvider>,
+    m: &Material,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+) -> Arc<ServerConfig> {
     let mut c = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("versions")
@@ -139,7 +143,10 @@ fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duratio
 
 fn providers() -> Vec<(&'static str, Arc<CryptoProvider>)> {
     #[allow(unused_mut)]
-    let mut p = vec![("aws-lc-rs", Arc::new(rustls::crypto::aws_lc_rs::default_provider()))];
+    let mut p = vec![(
+        "aws-lc-rs",
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )];
     #[cfg(feature = "bench-ring")]
     p.push(("ring", Arc::new(rustls::crypto::ring::default_provider())));
     p
@@ -168,7 +175,11 @@ fn bench(c: &mut Criterion) {
             // A first handshake fills the client's session store for the resumed case.
             handshake(&s, &cl);
             let kind = handshake(&s, &cl).1;
-            let expected = if resume { HandshakeKind::Resumed } else { HandshakeKind::Full };
+            let expected = if resume {
+                HandshakeKind::Resumed
+            } else {
+                HandshakeKind::Full
+            };
             assert_eq!(kind, Some(expected), "{name}/{label}");
             g.bench_function(format!("{name}/{label}"), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| handshake(&s, &cl).0).sum())
