@@ -358,6 +358,9 @@ async fn a_reload_serves_renewed_certificates_and_keeps_open_connections() {
     .await
 }
 
+/// A way to spoil the certificate files: what it is, what does it, what the reload says.
+type BadCase<'a> = (&'static str, Box<dyn Fn() + 'a>, &'static str);
+
 #[tokio::test]
 async fn a_bad_new_certificate_is_refused_and_the_old_one_serves() {
     bounded(async {
@@ -366,9 +369,12 @@ async fn a_bad_new_certificate_is_refused_and_the_old_one_serves() {
         let dir = temp_dir("badrenew");
         let good = ca.leaf(&["app.test"]);
         let pair = write_leaf(&dir, "site", &good);
-        let (proxy, _) = start_file(&dir, &tls_config_text(&[pair.clone()], &backend.address(), None));
+        let (proxy, _) = start_file(
+            &dir,
+            &tls_config_text(std::slice::from_ref(&pair), &backend.address(), None),
+        );
         let other = ca.leaf(&["app.test"]);
-        let bad_cases: [(&str, Box<dyn Fn()>, &str); 3] = [
+        let bad_cases: [BadCase<'_>; 3] = [
             (
                 "a key of another certificate",
                 Box::new(|| std::fs::write(&pair.key, &other.key_pem).expect("write key")),
