@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::balance::{HashFunction, Member};
 use crate::config::{
-    AccessLogFormat, AccessLogTarget, AdminConfig, Balance, Config, HashFn, HashKeySpec, HashSettings,
-    Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig, UpstreamProtocol,
-    Workers,
+    AccessLogFormat, AccessLogTarget, AdminConfig, Balance, CertPair, Config, HashFn, HashKeySpec,
+    HashSettings, Limits, ListenerConfig, LogConfig, PoolConfig, RouteAction, RouteConfig, ServerConfig,
+    TlsConfig, UpstreamProtocol, Workers,
 };
 use crate::proxy::Engine;
 
@@ -102,13 +102,21 @@ pub fn empty_config() -> Config {
     }
 }
 
-/// The configuration of `ringway proxy`: one listener, one route, one pool.
-pub fn proxy_config(listen: SocketAddr, to: &[String], balance: Balance, access_log: bool) -> Config {
+/// The configuration of `ringway proxy`: one listener (TLS with `tls`), one route, one pool.
+pub fn proxy_config(
+    listen: SocketAddr,
+    to: &[String],
+    balance: Balance,
+    access_log: bool,
+    tls: Option<CertPair>,
+) -> Config {
     let mut c = empty_config();
     if !access_log {
         c.log.access = AccessLogTarget::Off;
     }
-    c.listeners.push(listener("proxy", listen));
+    let mut l = listener("proxy", listen);
+    l.tls = tls.map(|pair| TlsConfig { certs: vec![pair] });
+    c.listeners.push(l);
     c.routes.push(route("proxy", "/", "proxy"));
     c.pools.push(pool(
         "proxy",
@@ -116,6 +124,19 @@ pub fn proxy_config(listen: SocketAddr, to: &[String], balance: Balance, access_
         to.iter().map(|a| server(a.trim())).collect(),
     ));
     c
+}
+
+/// Checks the `--cert`/`--key` pair of `ringway proxy` as `ringway check` would (readable PEM,
+/// valid now, key matching); prints a warning when it expires soon.
+pub fn check_cert_pair(pair: &CertPair) -> Result<(), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let loaded = crate::config::tls_check::load_pair(pair, now).map_err(|e| e.message)?;
+    if let Some(w) = loaded.expiry_warning(pair) {
+        eprintln!("ringway: warning: {w}");
+    }
+    Ok(())
 }
 
 /// SIGTERM, SIGINT and SIGHUP, caught from the moment this is built.

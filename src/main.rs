@@ -45,7 +45,7 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
         /// Servers, comma-separated host:port.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, visible_alias = "backends", value_delimiter = ',', required = true)]
         to: Vec<String>,
         /// Balancing algorithm.
         #[arg(long, value_enum, default_value_t = BalanceArg::RoundRobin)]
@@ -56,6 +56,12 @@ enum Command {
         /// Write the access log to standard output (off by default, as in a benchmark).
         #[arg(long)]
         access_log: bool,
+        /// Terminate TLS with this PEM certificate chain (with --key).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The PEM private key of --cert.
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
     },
     /// Consistent-hash planner: routing tables and what moves when servers change.
     Ring(ringway::ring_cmd::RingArgs),
@@ -102,8 +108,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(c) => {
+        Command::Check { config } => match config::load_with_warnings(&config) {
+            Ok((c, tls_warnings)) => {
+                for w in &tls_warnings {
+                    eprintln!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
+                }
                 let (errors, warnings) = ringway::proxy::state::unsupported(&c);
                 for w in &warnings {
                     eprintln!("{}: warning: {w}", config.display());
@@ -122,8 +131,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => match config::load(&config) {
-            Ok(c) => {
+        Command::Run { config } => match config::load_with_warnings(&config) {
+            Ok((c, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
                 let token_present = std::env::var_os(&c.admin.token_env).is_some();
                 if let Some(e) = config::check_admin_token(&c, token_present) {
                     eprintln!("{}: {e}", config.display());
@@ -142,12 +154,23 @@ fn main() -> ExitCode {
             balance,
             threads,
             access_log,
-        } => serve(
-            ringway::cli::proxy_config(listen, &to, balance.into(), access_log),
-            threads,
-            None,
-            false,
-        ),
+            cert,
+            key,
+        } => {
+            let tls = cert.zip(key).map(|(cert, key)| config::CertPair { cert, key });
+            if let Some(pair) = &tls
+                && let Err(e) = ringway::cli::check_cert_pair(pair)
+            {
+                eprintln!("ringway: {e}");
+                return ExitCode::FAILURE;
+            }
+            serve(
+                ringway::cli::proxy_config(listen, &to, balance.into(), access_log, tls),
+                threads,
+                None,
+                false,
+            )
+        }
         Command::Demo { port, admin_port } => ringway::cli::demo(port, admin_port),
         Command::Ring(args) => ringway::ring_cmd::run(&args, &ringway::cli::pool_source),
         Command::Reload { admin, config } => ringway::cli::send_reload(admin.as_deref(), config.as_deref()),
@@ -178,6 +201,12 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
             return ExitCode::FAILURE;
         }
     };
+    let tls: Vec<String> = config
+        .listeners
+        .iter()
+        .filter(|l| l.tls.is_some())
+        .map(|l| l.name.clone())
+        .collect();
     let engine = match Engine::start(config, threads, config_path) {
         Ok(e) => e,
         Err(e) => {
@@ -186,7 +215,8 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         }
     };
     for (name, addr) in engine.listeners() {
-        tracing::info!("listener `{name}` on http://{addr}");
+        let scheme = if tls.contains(&name) { "https" } else { "http" };
+        tracing::info!("listener `{name}` on {scheme}://{addr}");
     }
     let engine = std::sync::Arc::new(engine);
     if admin && let Err(e) = ringway::admin::start(engine.clone()) {

@@ -256,7 +256,7 @@ async fn sigterm_right_after_the_listener_is_announced_is_graceful() {
 #[tokio::test]
 async fn check_refuses_settings_this_version_cannot_honour() {
     bounded(async {
-        // The certificate files exist: what is refused is TLS itself.
+        // The certificate files exist but hold no PEM: refused (TLS itself is supported now).
         let cert = temp_file("tls-cert", b"cert");
         let key = temp_file("tls-key", b"key");
         let name = |p: &PathBuf| {
@@ -287,7 +287,7 @@ health = { path = "/healthz" }
         let _ = std::fs::remove_file(&key);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-        assert!(stderr.contains("TLS is not supported"), "{stderr}");
+        assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
         // Health checks run now: nothing to warn about.
         assert!(!stderr.contains("health"), "{stderr}");
     })

@@ -9,32 +9,88 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::Access;
 
-use super::model::{AccessLogTarget, Config, RouteAction};
+use super::model::{AccessLogTarget, CertPair, Config, RouteAction};
+use super::tls_check::PairFile;
 use super::validate::PathKind;
 use super::{ConfigError, LocatedPath, parse_located};
 
 /// Reads, parses and validates `path`; relative paths inside become relative to its directory;
 /// every file and directory it names is checked (log directory writable, `static_dir` a
-/// directory, maintenance page and TLS files readable), each error at the key's line and column.
+/// directory, maintenance page readable, TLS certificates and keys readable, valid now and
+/// matching), each error at the key's line and column.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    load_with_warnings(path).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the warnings (a certificate that expires within
+/// [`super::tls_check::EXPIRY_WARNING_DAYS`] days), each at its key's line and column.
+pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let (config, paths) = read_located(path)?;
     let file = path.display().to_string();
-    let errors: Vec<ConfigError> = paths
-        .iter()
-        .filter_map(|p| {
-            check_path(p.kind, &p.path).err().map(|message| ConfigError {
-                file: file.clone(),
-                line: p.line,
-                col: p.col,
-                message,
-            })
-        })
-        .collect();
+    let at = |p: &LocatedPath, message: String| ConfigError {
+        file: file.clone(),
+        line: p.line,
+        col: p.col,
+        message,
+    };
+    let mut errors = Vec::new();
+    let mut unusable = vec![false; paths.len()];
+    for (i, p) in paths.iter().enumerate() {
+        if let Err(message) = check_path(p.kind, &p.path) {
+            errors.push(at(p, message));
+            unusable[i] = true;
+        }
+    }
+    let mut warnings = Vec::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for (pair, cert_at, key_at) in tls_pairs(&config, &paths) {
+        // A file already reported as missing or unreadable is not reported twice.
+        if unusable[cert_at] || unusable[key_at] {
+            continue;
+        }
+        match super::tls_check::load_pair(pair, now) {
+            Ok(loaded) => warnings.extend(loaded.expiry_warning(pair).map(|w| at(&paths[cert_at], w))),
+            Err(e) => {
+                let key = match e.file {
+                    PairFile::Cert => cert_at,
+                    PairFile::Key => key_at,
+                };
+                errors.push(at(&paths[key], e.message));
+            }
+        }
+    }
     if errors.is_empty() {
-        Ok(config)
+        Ok((config, warnings))
     } else {
+        errors.sort_by_key(|e| (e.line, e.col));
         Err(errors)
     }
+}
+
+/// Every listener certificate pair with the indices in `paths` of its `cert` and `key` keys.
+///
+/// The parser notes each pair's `cert` then its `key`, listeners in file order, and a parsed
+/// configuration has every pair complete, so the n-th certificate fact and the n-th key fact
+/// belong to the n-th pair of the listeners.
+fn tls_pairs<'a>(config: &'a Config, paths: &[LocatedPath]) -> Vec<(&'a CertPair, usize, usize)> {
+    let certs = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == PathKind::TlsCert);
+    let keys = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == PathKind::TlsKey);
+    config
+        .listeners
+        .iter()
+        .flat_map(|l| l.tls.iter().flat_map(|t| t.certs.iter()))
+        .zip(certs.zip(keys))
+        .filter(|(pair, ((_, c), (_, k)))| pair.cert == c.path && pair.key == k.path)
+        .map(|(pair, ((ci, _), (ki, _)))| (pair, ci, ki))
+        .collect()
 }
 
 /// Like [`load`] without looking at the files the configuration names: for commands that only

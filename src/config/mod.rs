@@ -15,6 +15,7 @@ mod parse;
 mod pool;
 mod route;
 mod summary;
+pub mod tls_check;
 mod validate;
 mod values;
 mod walk;
@@ -22,7 +23,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use load::{load, read};
+pub use load::{load, load_with_warnings, read};
 pub use route::derived_name as route_name;
 pub use summary::summary;
 pub use validate::conflicts as binds_conflict;

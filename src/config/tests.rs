@@ -1453,8 +1453,15 @@ servers = ["127.0.0.1:3000"]
     // With everything in place the file loads.
     std::fs::create_dir_all(dir.join("logs")).unwrap_or_else(|e| panic!("mkdir: {e}"));
     std::fs::create_dir_all(dir.join("public")).unwrap_or_else(|e| panic!("mkdir: {e}"));
-    for f in ["site.pem", "site.key", "down.html"] {
-        std::fs::write(dir.join(f), "x").unwrap_or_else(|e| panic!("write: {e}"));
+    // The certificate pair is checked for real (PEM, validity, matching key): a real one.
+    let site = rcgen::generate_simple_self_signed(vec!["site.test".to_string()])
+        .unwrap_or_else(|e| panic!("certificate: {e}"));
+    for (f, text) in [
+        ("site.pem", site.cert.pem()),
+        ("site.key", site.signing_key.serialize_pem()),
+        ("down.html", "x".to_string()),
+    ] {
+        std::fs::write(dir.join(f), text).unwrap_or_else(|e| panic!("write: {e}"));
     }
     assert!(load(&file).is_ok(), "{:?}", load(&file).err());
     // A static_dir that is a file, an access log that is a directory.

@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicUsize;
 
 use serde::Serialize;
 
+use super::tls::ServerTls;
 use crate::config::{ListenerConfig, binds_conflict};
 
 /// One listener as it runs now.
@@ -25,6 +26,9 @@ pub struct LiveListener {
     pub addr: SocketAddr,
     /// Client connections open now on it, all workers (kept across a rebind or rename).
     pub open: Arc<AtomicUsize>,
+    /// Its TLS side, for a TLS listener (shared by the workers; a reload swaps its
+    /// certificates in place).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// One change of a worker's accept loops.
@@ -35,12 +39,17 @@ pub(super) enum Change {
         id: u64,
         config: ListenerConfig,
         open: Arc<AtomicUsize>,
+        tls: Option<Arc<ServerTls>>,
         socket: std::net::TcpListener,
     },
     /// Stop accepting on listener `id` and close its socket; its connections carry on.
     Stop { id: u64 },
-    /// New connections of listener `id` get these settings (limits, redirect, name).
-    Update { id: u64, config: ListenerConfig },
+    /// New connections of listener `id` get these settings (limits, redirect, name, TLS).
+    Update {
+        id: u64,
+        config: ListenerConfig,
+        tls: Option<Arc<ServerTls>>,
+    },
 }
 
 /// Changes a worker applies in order; `done` is told once they are all in effect.
@@ -267,6 +276,7 @@ mod tests {
             config: cfg(name, bind),
             addr: bound.parse().expect("address"),
             open: Arc::new(AtomicUsize::new(0)),
+            tls: None,
         }
     }
 

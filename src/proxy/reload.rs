@@ -22,6 +22,7 @@ use super::access_log::AccessLog;
 use super::listeners::{self, Batch, Bound, Change, ListenerAddr, ListenerChanges, LiveListener, Rebound};
 use super::server::Engine;
 use super::state::Snapshot;
+use super::tls::ServerTls;
 use crate::config::{Config, ListenerConfig, Workers};
 
 /// How long a reload waits for the workers to confirm their listener changes.
@@ -65,7 +66,13 @@ impl Engine {
             None => Err(vec![
                 "this instance was not started from a configuration file".to_string(),
             ]),
-            Some(path) => crate::config::load(path)
+            Some(path) => crate::config::load_with_warnings(path)
+                .map(|(config, warnings)| {
+                    for w in warnings {
+                        tracing::warn!("reload ({source}): {w}");
+                    }
+                    config
+                })
                 .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>()),
         };
         match config {
@@ -110,6 +117,10 @@ impl Engine {
         let plan = listeners::plan(&running, &config.listeners);
         let file_order: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
 
+        // Every certificate is read again, changed paths or not (renewed files replace the old
+        // ones in place); one that fails refuses the whole reload and the old ones keep serving.
+        let tls = prepare_tls(&running, &plan)?;
+
         // Bind everything new before changing anything: a failure leaves all as it was (sockets
         // bound so far close when dropped). Bound before the snapshot is built, because building
         // it already carries settings over to the servers it keeps.
@@ -143,24 +154,36 @@ impl Engine {
         let pools = snapshot.pools.len();
         self.shared.snapshot.store(Arc::new(snapshot));
         self.shared.access_log.store(Arc::new(access_log));
+        for (server_tls, config) in tls.install {
+            server_tls.install(config);
+        }
+        let mut tls_of = tls.of.into_iter();
 
         let mut batches: Vec<Vec<Change>> = (0..workers).map(|_| Vec::new()).collect();
         let mut live = Vec::with_capacity(plan.keep.len() + added.len() + rebound.len());
         let mut changes = ListenerChanges::default();
         for (i, config, changed) in plan.keep {
             let r = &running[i];
+            let tls = tls_of.next().flatten();
             if changed {
                 for batch in &mut batches {
                     batch.push(Change::Update {
                         id: r.id,
                         config: config.clone(),
+                        tls: tls.clone(),
                     });
                 }
                 changes.changed.push(config.name.clone());
             }
-            live.push(LiveListener { config, ..r.clone() });
+            live.push(LiveListener {
+                config,
+                tls,
+                ..r.clone()
+            });
         }
-        for (i, config, bound) in rebound {
+        // `prepare_tls` answered for the rebound listeners in plan order, and binding kept
+        // them all (a failure returned above).
+        for ((i, config, bound), tls) in rebound.into_iter().zip(tls_of.by_ref()) {
             let r = &running[i];
             changes.rebound.push(Rebound {
                 name: config.name.clone(),
@@ -171,14 +194,15 @@ impl Engine {
                 batch.push(Change::Stop { id: r.id });
             }
             // The count follows the listener: connections on the old address still count.
-            live.push(self.queue_start(&mut batches, config, bound, r.open.clone()));
+            live.push(self.queue_start(&mut batches, config, bound, r.open.clone(), tls));
         }
-        for (config, bound) in added {
+        for ((config, bound), tls) in added.into_iter().zip(tls_of) {
             changes.added.push(ListenerAddr {
                 name: config.name.clone(),
                 bind: bound.addr,
             });
-            live.push(self.queue_start(&mut batches, config, bound, Arc::new(AtomicUsize::new(0))));
+            let open = Arc::new(AtomicUsize::new(0));
+            live.push(self.queue_start(&mut batches, config, bound, open, tls));
         }
         for i in plan.remove {
             let r = &running[i];
@@ -222,6 +246,7 @@ impl Engine {
         config: ListenerConfig,
         bound: Bound,
         open: Arc<AtomicUsize>,
+        tls: Option<Arc<ServerTls>>,
     ) -> LiveListener {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         for (batch, socket) in batches.iter_mut().zip(bound.sockets) {
@@ -229,6 +254,7 @@ impl Engine {
                 id,
                 config: config.clone(),
                 open: open.clone(),
+                tls: tls.clone(),
                 socket,
             });
         }
@@ -237,6 +263,7 @@ impl Engine {
             config,
             addr: bound.addr,
             open,
+            tls,
         }
     }
 
@@ -274,6 +301,46 @@ impl Engine {
         }
         Vec::new()
     }
+}
+
+/// The TLS side of a reload, read before anything changes.
+struct TlsPlan {
+    /// For each listener of the plan, in the order keep, rebind, add: its TLS side.
+    of: Vec<Option<Arc<ServerTls>>>,
+    /// Running TLS sides and the configuration with their re-read certificates, to install
+    /// once the reload is certain.
+    install: Vec<(Arc<ServerTls>, Arc<rustls::ServerConfig>)>,
+}
+
+/// Reads every certificate of the new configuration's TLS listeners. A listener that stays
+/// TLS (kept, or moved to another address) keeps its `ServerTls`, with its session cache and
+/// ticket keys, and gets a new rustls configuration to install; a new TLS listener gets a new
+/// one. Every error is returned, naming its listener.
+fn prepare_tls(running: &[LiveListener], plan: &listeners::Plan) -> Result<TlsPlan, Vec<String>> {
+    let mut out = TlsPlan {
+        of: Vec::new(),
+        install: Vec::new(),
+    };
+    let mut errors = Vec::new();
+    let kept = plan.keep.iter().map(|(i, l, _)| (Some(*i), l));
+    let rebound = plan.rebind.iter().map(|(i, l)| (Some(*i), l));
+    let added = plan.add.iter().map(|l| (None, l));
+    for (i, l) in kept.chain(rebound).chain(added) {
+        let old = i.and_then(|i| running[i].tls.clone());
+        let tls = match (&l.tls, old) {
+            (None, _) => Ok(None),
+            (Some(t), Some(old)) => old.prepare(t).map(|config| {
+                out.install.push((old.clone(), config));
+                Some(old)
+            }),
+            (Some(t), None) => ServerTls::new(t).map(|s| Some(Arc::new(s))),
+        };
+        match tls {
+            Ok(tls) => out.of.push(tls),
+            Err(e) => errors.push(format!("listener `{}`: {e}", l.name)),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 /// The settings only a restart applies, as the engine started with them.

@@ -176,6 +176,7 @@ impl Engine {
         let mut batches: Vec<Vec<Change>> = (0..threads).map(|_| Vec::new()).collect();
         let mut live = Vec::with_capacity(listener_configs.len());
         for (id, l) in (1u64..).zip(&listener_configs) {
+            let tls = super::tls::ServerTls::for_listener(l).map_err(|e| StartError::Config(vec![e]))?;
             let bound = listeners::bind(&l.name, l.bind, threads, &[]).map_err(StartError::Io)?;
             let open = Arc::new(AtomicUsize::new(0));
             for (batch, socket) in batches.iter_mut().zip(bound.sockets) {
@@ -183,6 +184,7 @@ impl Engine {
                     id,
                     config: l.clone(),
                     open: open.clone(),
+                    tls: tls.clone(),
                     socket,
                 });
             }
@@ -191,6 +193,7 @@ impl Engine {
                 config: l.clone(),
                 addr: bound.addr,
                 open,
+                tls,
             });
         }
         let (tx, _rx) = watch::channel(false);

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::listeners::{Batch, Change};
 use super::server::{ListenerCtx, Protocols, Shared, listener_ctx, serve_connection};
+use super::tls::ServerTls;
 use crate::config::ListenerConfig;
 
 /// Runs a worker on the calling thread until shutdown; `commands` brings its listener changes
@@ -48,10 +49,10 @@ struct Current {
 }
 
 impl Current {
-    fn new(config: &ListenerConfig, open: Arc<AtomicUsize>) -> Current {
+    fn new(config: &ListenerConfig, open: Arc<AtomicUsize>, tls: Option<Arc<ServerTls>>) -> Current {
         Current {
             protocols: Rc::new(Protocols::new(&config.limits)),
-            ctx: Rc::new(listener_ctx(config, open, None)),
+            ctx: Rc::new(listener_ctx(config, open, tls)),
         }
     }
 }
@@ -119,6 +120,7 @@ async fn apply(
                 id,
                 config,
                 open,
+                tls,
                 socket,
             } => {
                 let listener = match TcpListener::from_std(socket) {
@@ -128,7 +130,7 @@ async fn apply(
                         continue;
                     }
                 };
-                let current = Rc::new(RefCell::new(Current::new(&config, open)));
+                let current = Rc::new(RefCell::new(Current::new(&config, open, tls)));
                 let (stop, stopped) = oneshot::channel();
                 let task = tokio::task::spawn_local(accept_loop(
                     listener,
@@ -145,10 +147,10 @@ async fn apply(
                     let _ = l.task.await;
                 }
             }
-            Change::Update { id, config } => {
+            Change::Update { id, config, tls } => {
                 if let Some(l) = loops.get(&id) {
                     let open = l.current.borrow().ctx.open.clone();
-                    *l.current.borrow_mut() = Current::new(&config, open);
+                    *l.current.borrow_mut() = Current::new(&config, open, tls);
                 }
             }
         }

@@ -33,6 +33,8 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs a test body bounded by [`TEST_TIMEOUT`].
 pub async fn bounded<F: Future>(f: F) -> F::Output {
+    // reqwest is built with `rustls-no-provider`: its clients need a process default provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match tokio::time::timeout(TEST_TIMEOUT, f).await {
         Ok(v) => v,
         Err(_) => panic!("test did not finish within {TEST_TIMEOUT:?}"),

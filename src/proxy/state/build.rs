@@ -238,14 +238,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
     // Nothing is only warned about today (health checks and passive ejection, once warned
     // about, now run); the list stays for the next setting whose runtime comes later.
     let warnings = Vec::new();
-    for l in &config.listeners {
-        if l.tls.is_some() {
-            errors.push(format!(
-                "listener `{}`: TLS is not supported by this version yet",
-                l.name
-            ));
-        }
-    }
     for p in &config.pools {
         if p.tls.is_some() {
             errors.push(format!(
