@@ -185,9 +185,9 @@ impl Drop for ResponseBody {
         let kind = std::mem::replace(&mut self.kind, Kind::Full(None));
         if let Some(ex) = self.exchange.take()
             && let Kind::Upstream(inner) = kind
-            && let Some(conn) = inner.into_reusable()
+            && let Some((conn, private)) = inner.into_reusable()
         {
-            upstream::release(ex.server.id, conn);
+            upstream::release(ex.server.id, private, conn);
         }
         if let Some(log) = self.log.take() {
             log.write(self.bytes, complete);

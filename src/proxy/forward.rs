@@ -383,24 +383,54 @@ impl Drop for InFlight {
 }
 
 /// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
-async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Conn, bool), ConnectError> {
-    if !fresh && let Some(c) = upstream::checkout(server.id) {
+///
+/// `proxied`: the pool sends a PROXY header, so the connection is private to that client.
+async fn connection(
+    server: &Server,
+    pool: &Pool,
+    fresh: bool,
+    proxied: Option<&Proxied>,
+) -> Result<(Conn, bool), ConnectError> {
+    if !fresh && let Some(c) = upstream::checkout(server.id, proxied.map(|p| p.client)) {
         return Ok((c, true));
     }
     // Boxed: opening a connection is rare once pools are warm, and its future would otherwise
     // enlarge every request's future.
-    Box::pin(upstream::connect(server.addr, pool.settings.connect_timeout))
-        .await
-        .map(|s| (s, false))
+    Box::pin(open(server, pool, proxied)).await.map(|s| (s, false))
+}
+
+/// Opens a connection to `server` as its pool says: PROXY header, TLS.
+pub(super) async fn open(server: &Server, pool: &Pool, proxied: Option<&Proxied>) -> Result<Conn, ConnectError> {
+    let settings = &pool.settings;
+    let header = match (settings.send_proxy, proxied) {
+        (Some(v), Some(p)) => Some(super::upstream_io::proxy_header(v, p.client, p.local)),
+        _ => None,
+    };
+    let dial = upstream::Dial {
+        addr: server.addr,
+        address: &server.address,
+        timeout: settings.connect_timeout,
+        tls: settings.tls.as_deref(),
+        proxy_header: header.as_deref(),
+    };
+    upstream::connect(&dial).await
+}
+
+/// The addresses a `send_proxy` pool announces for a request's client connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Proxied {
+    /// The client (`ConnCtx::peer`).
+    pub client: SocketAddr,
+    /// The address it connected to (`ConnCtx::local`).
+    pub local: SocketAddr,
 }
 
 /// A request made ready for the server: its head written, its body waiting to be sent.
 struct Prepared {
     /// The request head as it goes to the server.
     head: Bytes,
-    /// An HTTP/1.0 request without `Host` gets the server's address as its host, so its head is
-    /// written again for each server it goes to.
-    hostless: Option<Box<Hostless>>,
+    /// What few requests need, boxed so that the others' futures stay small.
+    extra: Option<Box<Extra>>,
     /// The client's body, if it has one.
     upload: Option<Upload>,
     /// The pool's hash key, for hashing pools.
@@ -411,6 +441,16 @@ struct Prepared {
     head_request: bool,
     /// The client side of a WebSocket upgrade.
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// The rarer parts of a prepared request.
+#[derive(Default)]
+struct Extra {
+    /// An HTTP/1.0 request without `Host` gets the server's address as its host, so its head is
+    /// written again for each server it goes to.
+    hostless: Option<Hostless>,
+    /// The client's addresses, for a `send_proxy` pool.
+    proxied: Option<Proxied>,
 }
 
 /// What it takes to write a request head again with another `Host`.
@@ -457,6 +497,9 @@ fn prepare(
         parts.headers.insert(header::HOST, v);
     }
     headers::remove_hop_by_hop(&mut parts.headers, facts.websocket);
+    if parts.version == Version::HTTP_2 {
+        super::upstream_translate::join_cookies(&mut parts.headers);
+    }
     let forwarding = headers::Forwarding::new(
         &parts.headers,
         &ctx.client_ip,
@@ -476,18 +519,21 @@ fn prepare(
     );
     // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
     // `$proxy_host`, it names the server.
-    let hostless = (!parts.headers.contains_key(header::HOST)).then(|| {
-        Box::new(Hostless {
-            method: parts.method.clone(),
-            target: target.clone().into_owned(),
-            headers: std::mem::take(&mut parts.headers),
-            forwarding,
-            framing,
-        })
+    let hostless = (!parts.headers.contains_key(header::HOST)).then(|| Hostless {
+        method: parts.method.clone(),
+        target: target.clone().into_owned(),
+        headers: std::mem::take(&mut parts.headers),
+        forwarding,
+        framing,
     });
+    let proxied = pool.settings.send_proxy.map(|_| Proxied {
+        client: ctx.peer,
+        local: ctx.local,
+    });
+    let extra = (hostless.is_some() || proxied.is_some()).then(|| Box::new(Extra { hostless, proxied }));
     Some(Prepared {
         head,
-        hostless,
+        extra,
         upload: has_body
             .then(|| Upload::new(body, limits.max_body_bytes, framing == RequestFraming::Chunked)),
         key_hash,
@@ -520,7 +566,7 @@ async fn forward(
         };
         tried.insert(server.id);
         let guard = InFlight::new(server.clone());
-        if let Some(h) = req.hostless.as_mut()
+        if let Some(h) = req.extra.as_mut().and_then(|e| e.hostless.as_mut())
             && let Ok(v) = HeaderValue::from_str(&server.addr_text)
         {
             h.headers.insert(header::HOST, v);
@@ -531,7 +577,8 @@ async fn forward(
         // connection to the same server is then tried before moving on.
         let mut fresh = false;
         let outcome = loop {
-            let (mut conn, pooled) = match connection(&server, pool, fresh).await {
+            let proxied = req.extra.as_ref().and_then(|e| e.proxied.as_ref());
+            let (mut conn, pooled) = match connection(&server, pool, fresh, proxied).await {
                 Ok(s) => s,
                 Err(e) => {
                     crate::health::upstream_failed(pool, &server, &e);
@@ -581,7 +628,8 @@ async fn forward(
             log.upstream_time = Some(sent_at.elapsed());
         }
         info.server = Some(server);
-        return upstream_response(response, guard, conn, req.upload, req.client_upgrade);
+        let private = req.extra.as_ref().and_then(|e| e.proxied.map(|p| p.client));
+        return upstream_response(response, guard, conn, private, req.upload, req.client_upgrade);
     }
     match failure {
         None => unavailable(),
@@ -594,6 +642,7 @@ fn upstream_response(
     head: h1::ResponseHead,
     guard: InFlight,
     conn: Conn,
+    private: Option<SocketAddr>,
     upload: Option<Upload>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
@@ -608,7 +657,7 @@ fn upstream_response(
     } else {
         match guard.into_exchange() {
             Some(exchange) => ResponseBody::upstream(
-                Box::new(UpstreamBody::new(conn, head.framing, head.keep_alive, upload)),
+                Box::new(UpstreamBody::new(conn, private, head.framing, head.keep_alive, upload)),
                 exchange,
             ),
             None => ResponseBody::empty(),

@@ -18,6 +18,9 @@ pub mod static_files;
 pub mod stats;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_translate;
+pub mod upstream_io;
+pub mod upstream_tls;
 mod worker;
 
 pub use reload::ReloadSummary;
