@@ -1,6 +1,7 @@
 //! Bodies on the request path: streamed, never collected whole.
 //!
-//! Owns: the response body sent to the client (upstream stream or a short local answer), whose
+//! Owns: the response body sent to the client (an HTTP/1.1 or HTTP/2 server's stream, or a short
+//! local answer), whose
 //! end returns the upstream connection to its pool, ends the request's in-flight count, counts
 //! the answer in the live figures and writes the access log line. (The request body's way
 //! upstream is `upstream::Upload`.)
@@ -14,6 +15,7 @@ use super::server::ConnToken;
 use super::state::Server;
 use super::stats::{Observation, RouteStats, Stamp};
 use super::upstream::{self, UpstreamBody};
+use super::upstream_h2::H2Body;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::sync::Arc;
@@ -63,6 +65,8 @@ impl Tally {
 
 enum Kind {
     Upstream(Box<UpstreamBody>),
+    /// From an HTTP/2 server: data and trailers pass through.
+    H2(Box<H2Body>),
     Full(Option<Bytes>),
 }
 
@@ -101,6 +105,19 @@ impl ResponseBody {
     pub fn upstream(inner: Box<UpstreamBody>, exchange: Exchange) -> ResponseBody {
         ResponseBody {
             kind: Kind::Upstream(inner),
+            exchange: Some(exchange),
+            complete: false,
+            bytes: 0,
+            log: None,
+            tally: None,
+            _conn: None,
+        }
+    }
+
+    /// The response body of `exchange` with an HTTP/2 server.
+    pub fn h2(inner: Box<H2Body>, exchange: Exchange) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::H2(inner),
             exchange: Some(exchange),
             complete: false,
             bytes: 0,
@@ -151,6 +168,20 @@ impl Body for ResponseBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            Kind::H2(inner) => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        this.bytes += d.len() as u64;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.complete = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -158,6 +189,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::H2(inner) => inner.is_end_stream(),
         }
     }
 
@@ -169,6 +201,7 @@ impl Body for ResponseBody {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
             },
+            Kind::H2(inner) => inner.size_hint(),
         }
     }
 }

@@ -31,6 +31,7 @@ use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
 use super::stats::{RouteStats, Stamp};
 use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
+use crate::config::UpstreamProtocol;
 use crate::route;
 
 /// What one connection's requests share.
@@ -78,7 +79,7 @@ pub fn local_response(status: StatusCode, text: &'static str) -> Response<Respon
     r
 }
 
-fn bad_request() -> Response<ResponseBody> {
+pub(super) fn bad_request() -> Response<ResponseBody> {
     let mut r = local_response(StatusCode::BAD_REQUEST, "400 Bad Request\n");
     // A request whose framing we refused leaves the connection in an unknown state.
     r.headers_mut()
@@ -90,19 +91,19 @@ fn not_found() -> Response<ResponseBody> {
     local_response(StatusCode::NOT_FOUND, "404 Not Found\n")
 }
 
-fn bad_gateway() -> Response<ResponseBody> {
+pub(super) fn bad_gateway() -> Response<ResponseBody> {
     local_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
 }
 
-fn gateway_timeout() -> Response<ResponseBody> {
+pub(super) fn gateway_timeout() -> Response<ResponseBody> {
     local_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
 }
 
-fn unavailable() -> Response<ResponseBody> {
+pub(super) fn unavailable() -> Response<ResponseBody> {
     local_response(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n")
 }
 
-fn too_large() -> Response<ResponseBody> {
+pub(super) fn too_large() -> Response<ResponseBody> {
     let mut r = local_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Content Too Large\n");
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -233,6 +234,25 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
                 end.apply(resp, info)
             })
         }
+        Decision::Forward { facts, pool, strip } if pool.settings.protocol != UpstreamProtocol::Http1 => {
+            // A path of its own, so that the HTTP/1.1 path's future does not carry its state.
+            match super::upstream_h2::prepare(req, &facts, ctx, client, pool, strip, &end.rid) {
+                None => Box::pin(std::future::ready(end.apply(too_large(), info))),
+                Some(request) => {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        let resp = Box::pin(super::upstream_h2::forward(
+                            request,
+                            &pool,
+                            &mut info.server,
+                            end.log.as_deref_mut(),
+                        ))
+                        .await;
+                        end.apply(resp, info)
+                    })
+                }
+            }
+        }
         Decision::Forward { facts, pool, strip } => {
             match prepare(req, facts, ctx, client, pool, strip, &end.rid) {
                 None => Box::pin(std::future::ready(end.apply(too_large(), info))),
@@ -333,7 +353,7 @@ fn redirect_to_https<B>(req: &Request<B>, port: u16, status: u16) -> Response<Re
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
+pub(super) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -341,7 +361,7 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// The upstream request target in origin form, with the route's prefix removed if asked.
-fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Cow<'u, str> {
+pub(super) fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Cow<'u, str> {
     let Some(prefix) = strip else {
         return Cow::Borrowed(uri.path_and_query().map_or("/", |p| p.as_str()));
     };
@@ -359,16 +379,16 @@ enum Failure {
 }
 
 /// Counts a request in flight on a server until dropped or turned into an [`Exchange`].
-struct InFlight(Option<Arc<Server>>);
+pub(super) struct InFlight(Option<Arc<Server>>);
 
 impl InFlight {
-    fn new(server: Arc<Server>) -> InFlight {
+    pub(super) fn new(server: Arc<Server>) -> InFlight {
         server.in_flight.fetch_add(1, Ordering::Relaxed);
         server.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(Some(server))
     }
 
-    fn into_exchange(mut self) -> Option<Exchange> {
+    pub(super) fn into_exchange(mut self) -> Option<Exchange> {
         // The exchange takes over the in-flight count (and decrements it when dropped).
         self.0.take().map(|server| Exchange { server })
     }

@@ -174,6 +174,7 @@ pub fn release(id: u64, private: Option<SocketAddr>, conn: Conn) {
 pub fn sweep_idle() {
     IDLE.with(|idle| idle.borrow_mut().sweep());
     PRIVATE.with(|idle| idle.borrow_mut().sweep());
+    super::upstream_h2::sweep_idle();
 }
 
 /// Opens a new connection to a server.

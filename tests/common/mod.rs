@@ -4,6 +4,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,213 @@
+//! TLS to servers (`tls` on a pool): re-encryption to a server with a private CA, refusal of a
+//! certificate that does not verify (unknown CA, wrong name), `verify = false`, SNI from
+//! `server_name`, pooled TLS connections reused, and active health checks over TLS. Certificates
+//! are made at test time with rcgen; the servers are hyper behind tokio-rustls.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::upstream::*;
+use common::*;
+use ringway::config::{Balance, Config, ExpectStatus, HealthConfig, UpstreamTls};
+use ringway::proxy::state::Health;
+
+/// A TLS server whose certificate, signed by `ca`, names `names`.
+async fn tls_server(ca: &TestCa, names: &[&str]) -> TestServer {
+    TestServer::start(
+        "tls",
+        ServerOptions {
+            tls: Some((Arc::new(ca.issue(names)), vec![b"http/1.1".to_vec()])),
+            ..ServerOptions::default()
+        },
+    )
+    .await
+}
+
+fn tls_pool(server: &TestServer, tls: UpstreamTls) -> Config {
+    let mut c = one_pool(Balance::RoundRobin, &[server.address()]);
+    c.pools[0].tls = Some(tls);
+    c.pools[0].retries = 0;
+    c
+}
+
+fn trusting(ca_file: &std::path::Path) -> UpstreamTls {
+    UpstreamTls {
+        ca: Some(ca_file.to_path_buf()),
+        server_name: None,
+        verify: true,
+    }
+}
+
+#[tokio::test]
+async fn requests_are_reencrypted_to_a_server_of_a_private_ca() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        let server = tls_server(&ca, &["127.0.0.1"]).await;
+        let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
+        let reply = get_host(&client(), &proxy.url("/hello?x=1"), "app.example").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let seen = Described {
+            status: reply.status,
+            headers: Default::default(),
+            trailers: None,
+            body: reply.text(),
+        };
+        let json = seen.json();
+        assert_eq!(json["uri"], "/hello?x=1");
+        assert_eq!(json["version"], "HTTP/1.1");
+        assert_eq!(seen.seen_all("host"), vec!["app.example"]);
+        assert_eq!(seen.seen_all("x-forwarded-proto"), vec!["http"]);
+        assert_eq!(server.log.handshakes.load(Ordering::SeqCst), 1);
+        // The server is named by its IP address: no SNI is sent for an IP (RFC 6066 3).
+        assert_eq!(*server.log.sni.lock().unwrap(), vec![None]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_tls_connection() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-reuse");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        let server = tls_server(&ca, &["127.0.0.1"]).await;
+        let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
+        let c = client();
+        for i in 0..10 {
+            let reply = send(c.get(proxy.url(&format!("/n/{i}")))).await;
+            assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        }
+        assert_eq!(server.log.requests.load(Ordering::SeqCst), 10);
+        assert_eq!(server.connections(), 1, "one upstream TLS connection for ten requests");
+        assert_eq!(server.log.handshakes.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_certificate_of_an_unknown_ca_is_refused_with_502() {
+    bounded(async {
+        let trusted = TestCa::new("trusted CA");
+        let other = TestCa::new("someone else's CA");
+        let dir = TempDir::new("up-tls-unknown");
+        let ca_file = dir.write("ca.pem", &trusted.pem());
+        let server = tls_server(&other, &["127.0.0.1"]).await;
+        let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
+        let reply = send(client().get(proxy.url("/"))).await;
+        assert_eq!(reply.status, 502);
+        assert_eq!(server.log.requests.load(Ordering::SeqCst), 0, "nothing reached the server");
+        assert_eq!(proxy.server(POOL, 0).failures.load(Ordering::Relaxed), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_refused_with_502() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-name");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        // Valid, from the trusted CA, but for another name than the one verified.
+        let server = tls_server(&ca, &["other.internal"]).await;
+        let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
+        let reply = send(client().get(proxy.url("/"))).await;
+        assert_eq!(reply.status, 502);
+        // With `server_name` naming what the certificate says, the same server is accepted.
+        let mut tls = trusting(&ca_file);
+        tls.server_name = Some("other.internal".into());
+        let named = Proxy::start(tls_pool(&server, tls));
+        let reply = send(client().get(named.url("/"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(
+            server.log.sni.lock().unwrap().last().cloned().flatten().as_deref(),
+            Some("other.internal"),
+            "server_name is sent as SNI"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn verify_false_accepts_any_certificate() {
+    bounded(async {
+        let unknown = TestCa::new("unknown CA");
+        let server = tls_server(&unknown, &["not-this-host.example"]).await;
+        let proxy = Proxy::start(tls_pool(
+            &server,
+            UpstreamTls {
+                ca: None,
+                server_name: None,
+                verify: false,
+            },
+        ));
+        let reply = send(client().get(proxy.url("/"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_checks_of_a_tls_pool_speak_tls() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-health");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        let good = tls_server(&ca, &["127.0.0.1"]).await;
+        let bad = tls_server(&TestCa::new("other CA"), &["127.0.0.1"]).await;
+        let mut config = one_pool(Balance::RoundRobin, &[good.address(), bad.address()]);
+        config.pools[0].tls = Some(trusting(&ca_file));
+        config.pools[0].health = Some(HealthConfig {
+            path: "/healthz".into(),
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(500),
+            rise: 1,
+            fall: 1,
+            expect: ExpectStatus::default(),
+        });
+        let proxy = Proxy::start(config);
+        let (g, b) = (proxy.server(POOL, 0), proxy.server(POOL, 1));
+        poll_until(Duration::from_secs(5), || {
+            (g.health() == Health::Up && b.health() == Health::Down).then_some(())
+        })
+        .await
+        .expect("the good server up, the one with an unknown CA down");
+        assert!(good.log.requests.load(Ordering::SeqCst) >= 1, "checks reached the server over TLS");
+        let detail = b
+            .last_check
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.detail.clone())
+            .unwrap_or_default();
+        assert!(detail.starts_with("TLS"), "the check says why: {detail}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_relative_ca_path_is_read_next_to_the_config_file() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-relative");
+        dir.write("ca.pem", &ca.pem());
+        let server = tls_server(&ca, &["127.0.0.1"]).await;
+        let text = format!(
+            "[[listener]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n\n[[route]]\nname = \"all\"\npool = \"p\"\n\n\
+             [pool.p]\nservers = [\"{}\"]\ntls = {{ ca = \"ca.pem\" }}\n",
+            server.address()
+        );
+        let path = dir.write("ringway.toml", &text);
+        let mut config = ringway::config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
+        config.log.access = ringway::config::AccessLogTarget::Off;
+        config.workers = ringway::config::Workers::Fixed(1);
+        let proxy = Proxy::start(config);
+        let reply = send(client().get(proxy.url("/"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    })
+    .await;
+}
