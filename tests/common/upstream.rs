@@ -128,14 +128,16 @@ pub struct ServerLog {
     pub proxy: Mutex<Vec<Option<(SocketAddr, SocketAddr)>>>,
     /// Requests answered.
     pub requests: AtomicUsize,
+    /// Notified by a test: an `x-test-reset` answer then breaks off.
+    pub reset: Arc<tokio::sync::Notify>,
 }
 
 /// A hyper server on 127.0.0.1 (TLS, PROXY header, HTTP/1.1 and/or HTTP/2 as asked) whose
 /// answer describes the request, as [`super::Backend`]'s does, plus its authority and trailers.
 ///
 /// Request headers steer it: `x-test-echo` streams the request body (and trailers) back;
-/// `x-test-trailers: v` ends the answer with the trailer `x-checksum: v`; `x-test-reset` resets
-/// the stream after a first piece of body (HTTP/2).
+/// `x-test-trailers: v` ends the answer with the trailer `x-checksum: v`; `x-test-reset` sends a
+/// first piece of body and breaks off (resets the HTTP/2 stream) once `log.reset` is notified.
 pub struct TestServer {
     /// Bound address.
     pub addr: SocketAddr,
@@ -298,6 +300,10 @@ async fn answer(req: Request<Incoming>, log: Arc<ServerLog>, name: Arc<str>) -> 
             Frames {
                 frames: VecDeque::from([Frame::data(Bytes::from_static(b"first piece"))]),
                 fail_at_end: true,
+                gate: Some(Box::pin({
+                    let reset = log.reset.clone();
+                    async move { reset.notified().await }
+                })),
             }
             .boxed(),
         )
@@ -332,7 +338,14 @@ async fn answer(req: Request<Incoming>, log: Arc<ServerLog>, name: Arc<str>) -> 
             t.insert("x-checksum", v);
             frames.push_back(Frame::trailers(t));
         }
-        Response::new(Frames { frames, fail_at_end: false }.boxed())
+        Response::new(
+            Frames {
+                frames,
+                fail_at_end: false,
+                gate: None,
+            }
+            .boxed(),
+        )
     };
     resp.headers_mut()
         .insert("x-backend", name.parse().expect("backend name"));
@@ -349,18 +362,24 @@ fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
 struct Frames {
     frames: VecDeque<Frame<Bytes>>,
     fail_at_end: bool,
+    /// Awaited before failing.
+    gate: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>>,
 }
 
 impl Body for Frames {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match this.frames.pop_front() {
             Some(f) => Poll::Ready(Some(Ok(f))),
             // hyper resets the HTTP/2 stream (or closes an HTTP/1.1 connection) on a body error.
             None if this.fail_at_end => {
+                if let Some(gate) = this.gate.as_mut() {
+                    std::task::ready!(gate.as_mut().poll(cx));
+                    this.gate = None;
+                }
                 this.fail_at_end = false;
                 Poll::Ready(Some(Err("the test server breaks off its answer".into())))
             }
