@@ -6,11 +6,13 @@
 //! requests arriving while one opens wait for it instead of opening their own), the request
 //! made for an HTTP/2 server (headers translated by `upstream_translate.rs`), its retries (the
 //! rules of DESIGN.md 1.7, as for HTTP/1.1), and the streamed response body with its trailers.
+//! A `send_proxy` pool's connections announce one client, so they are cached per client too.
 //! Must not touch: HTTP/1.1 connections (`upstream.rs`) or the choice of server (balance/).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::net::SocketAddr;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -72,10 +74,14 @@ struct ServerConns {
     opening: Option<watch::Receiver<Option<Result<(), String>>>>,
 }
 
+/// A server id, and the client of a `send_proxy` pool: its connections announce that client, so
+/// they carry no other client's requests.
+type Key = (u64, Option<SocketAddr>);
+
 #[derive(Default)]
 struct Cache {
     sweeps: u64,
-    servers: HashMap<u64, ServerConns>,
+    servers: HashMap<Key, ServerConns>,
 }
 
 thread_local! {
@@ -114,11 +120,12 @@ async fn sender(
     pool: &Pool,
     proxied: Option<&Proxied>,
 ) -> Result<(SendRequest<UploadBody>, StreamSlot, bool), ConnectError> {
+    let key = (server.id, proxied.map(|p| p.client));
     loop {
         let waiting = CACHE.with(|c| {
             let mut c = c.borrow_mut();
             let sweeps = c.sweeps;
-            let s = c.servers.entry(server.id).or_default();
+            let s = c.servers.entry(key).or_default();
             s.conns.retain(|h| !h.send.is_closed());
             if let Some(h) = s.conns.iter_mut().find(|h| h.has_room()) {
                 h.streams.set(h.streams.get() + 1);
@@ -139,12 +146,12 @@ async fn sender(
                     }
                 }
                 // The request opening it went away: the next one to look opens another.
-                Err(_) => clear_opening(server.id),
+                Err(_) => clear_opening(key),
             },
             Err(None) => {
                 let (tx, rx) = watch::channel(None);
-                CACHE.with(|c| c.borrow_mut().servers.entry(server.id).or_default().opening = Some(rx));
-                let _clear = ClearOpening(server.id);
+                CACHE.with(|c| c.borrow_mut().servers.entry(key).or_default().opening = Some(rx));
+                let _clear = ClearOpening(key);
                 match Box::pin(open(server, pool, proxied)).await {
                     Ok((send, max_streams)) => {
                         let streams = Rc::new(Cell::new(1));
@@ -152,7 +159,7 @@ async fn sender(
                         CACHE.with(|c| {
                             let mut c = c.borrow_mut();
                             let used = c.sweeps;
-                            c.servers.entry(server.id).or_default().conns.push(H2Conn {
+                            c.servers.entry(key).or_default().conns.push(H2Conn {
                                 send: send.clone(),
                                 streams,
                                 max_streams,
@@ -172,16 +179,16 @@ async fn sender(
     }
 }
 
-fn clear_opening(id: u64) {
+fn clear_opening(key: Key) {
     CACHE.with(|c| {
-        if let Some(s) = c.borrow_mut().servers.get_mut(&id) {
+        if let Some(s) = c.borrow_mut().servers.get_mut(&key) {
             s.opening = None;
         }
     });
 }
 
 /// Ends the "opening" state of a server however the opening ends (done, failed, cancelled).
-struct ClearOpening(u64);
+struct ClearOpening(Key);
 
 impl Drop for ClearOpening {
     fn drop(&mut self) {

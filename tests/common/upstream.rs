@@ -472,3 +472,12 @@ pub async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequ
     tokio::spawn(conn);
     send
 }
+
+/// An HTTP/1.1 client connection over `tcp`, already connected.
+pub async fn h1_client_on(tcp: TcpStream) -> hyper::client::conn::http1::SendRequest<ClientBody> {
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    send
+}
