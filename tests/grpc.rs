@@ -34,10 +34,7 @@ pub struct Msg {
 }
 
 fn msg(text: &str, n: i32) -> Msg {
-    Msg {
-        text: text.into(),
-        n,
-    }
+    Msg { text: text.into(), n }
 }
 
 const UNARY: &str = "/ringway.test.Echo/Unary";
@@ -151,7 +148,9 @@ impl Service<Request<Streaming<Msg>>> for Shout {
 }
 
 /// Routes a request to its method, as tonic's generated server code does.
-async fn route(req: http::Request<hyper::body::Incoming>) -> Result<http::Response<tonic::body::Body>, Infallible> {
+async fn route(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<tonic::body::Body>, Infallible> {
     let codec = ProstCodec::<Msg, Msg>::default;
     let mut grpc = tonic::server::Grpc::new(codec());
     Ok(match req.uri().path() {
@@ -242,7 +241,11 @@ async fn every_call(proxy: &Proxy) {
     // An error status, its message and its metadata pass through (trailers-only response).
     c.ready().await.expect("ready");
     let err = c
-        .unary(Request::new(msg("fail", 0)), PathAndQuery::from_static(UNARY), codec())
+        .unary(
+            Request::new(msg("fail", 0)),
+            PathAndQuery::from_static(UNARY),
+            codec(),
+        )
         .await
         .expect_err("the server refuses");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -255,7 +258,11 @@ async fn every_call(proxy: &Proxy) {
     // Server streaming, ended by grpc-status 0 in the trailers.
     c.ready().await.expect("ready");
     let mut stream = c
-        .server_streaming(Request::new(msg("tick", 5)), PathAndQuery::from_static(SERVER_STREAM), codec())
+        .server_streaming(
+            Request::new(msg("tick", 5)),
+            PathAndQuery::from_static(SERVER_STREAM),
+            codec(),
+        )
         .await
         .expect("server streaming call")
         .into_inner();
@@ -265,7 +272,10 @@ async fn every_call(proxy: &Proxy) {
     }
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
     let trailers = stream.trailers().await.expect("trailers").expect("some trailers");
-    assert_eq!(trailers.get("grpc-status").and_then(|v| v.to_str().ok()), Some("0"));
+    assert_eq!(
+        trailers.get("grpc-status").and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
 
     // Client streaming.
     c.ready().await.expect("ready");
@@ -299,8 +309,15 @@ async fn every_call(proxy: &Proxy) {
     }
     drop(tx);
     assert!(answers.message().await.expect("end").is_none());
-    let trailers = answers.trailers().await.expect("trailers").expect("some trailers");
-    assert_eq!(trailers.get("grpc-status").and_then(|v| v.to_str().ok()), Some("0"));
+    let trailers = answers
+        .trailers()
+        .await
+        .expect("trailers")
+        .expect("some trailers");
+    assert_eq!(
+        trailers.get("grpc-status").and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
 }
 
 fn pool_to(addr: SocketAddr, protocol: UpstreamProtocol) -> Config {

@@ -83,7 +83,11 @@ async fn connections_carrying_a_client_are_not_reused_for_another() {
         let third = two_requests(&proxy).await;
         assert_eq!(
             *server.log.proxy.lock().unwrap(),
-            vec![Some((first, proxy.addr)), Some((second, proxy.addr)), Some((third, proxy.addr))],
+            vec![
+                Some((first, proxy.addr)),
+                Some((second, proxy.addr)),
+                Some((third, proxy.addr))
+            ],
             "one connection per client, each announcing its own client"
         );
         assert_eq!(server.connections(), 3);
@@ -129,9 +133,11 @@ async fn health_checks_send_a_local_header() {
             });
             let proxy = Proxy::start(config);
             let s = proxy.server(POOL, 0);
-            poll_until(Duration::from_secs(5), || (s.health() == Health::Up).then_some(()))
-                .await
-                .expect("the server passes its checks");
+            poll_until(Duration::from_secs(5), || {
+                (s.health() == Health::Up).then_some(())
+            })
+            .await
+            .expect("the server passes its checks");
             let seen = server.log.proxy.lock().unwrap().clone();
             assert!(!seen.is_empty());
             assert!(

@@ -56,10 +56,18 @@ async fn an_h2c_pool_multiplexes_concurrent_requests_over_few_connections() {
         let proxy = Proxy::start(h2c_pool(&[server.address()]));
         concurrent_requests(&proxy, 20).await;
         assert_eq!(server.log.requests.load(Ordering::SeqCst), 20);
-        assert!(server.connections() <= 2, "{} upstream connections for 20 requests", server.connections());
+        assert!(
+            server.connections() <= 2,
+            "{} upstream connections for 20 requests",
+            server.connections()
+        );
         // And later requests keep using them.
         concurrent_requests(&proxy, 20).await;
-        assert!(server.connections() <= 2, "{} upstream connections", server.connections());
+        assert!(
+            server.connections() <= 2,
+            "{} upstream connections",
+            server.connections()
+        );
     })
     .await;
 }
@@ -88,7 +96,11 @@ async fn an_h2_pool_speaks_http2_over_tls_with_alpn() {
         });
         let proxy = Proxy::start(config);
         concurrent_requests(&proxy, 20).await;
-        assert!(server.connections() <= 2, "{} upstream connections", server.connections());
+        assert!(
+            server.connections() <= 2,
+            "{} upstream connections",
+            server.connections()
+        );
         assert!(server.log.handshakes.load(Ordering::SeqCst) <= 2);
     })
     .await;
@@ -144,10 +156,17 @@ async fn an_http1_request_is_translated_for_an_h2_server() {
         assert_eq!(d.status, 200, "{}", d.body);
         let json = d.json();
         assert_eq!(json["version"], "HTTP/2.0");
-        assert_eq!(json["authority"], "app.example:8080", ":authority comes from Host");
+        assert_eq!(
+            json["authority"], "app.example:8080",
+            ":authority comes from Host"
+        );
         assert_eq!(json["uri"], "http://app.example:8080/path?q=1");
         assert!(d.seen_all("host").is_empty(), "no Host beside :authority");
-        assert_eq!(d.seen_all("te"), vec!["trailers"], "only TE: trailers goes to HTTP/2");
+        assert_eq!(
+            d.seen_all("te"),
+            vec!["trailers"],
+            "only TE: trailers goes to HTTP/2"
+        );
         assert_eq!(d.seen_all("cookie"), vec!["a=1; b=2"]);
         for hop in ["connection", "x-private", "keep-alive"] {
             assert!(d.seen_all(hop).is_empty(), "{hop} must not reach the server");
@@ -178,7 +197,11 @@ async fn an_http2_request_is_translated_for_an_http1_server() {
         let json = d.json();
         assert_eq!(json["version"], "HTTP/1.1");
         assert_eq!(json["uri"], "/h2?x=y");
-        assert_eq!(d.seen_all("host"), vec!["app.example"], "Host comes from :authority");
+        assert_eq!(
+            d.seen_all("host"),
+            vec!["app.example"],
+            "Host comes from :authority"
+        );
         assert_eq!(
             d.seen_all("cookie"),
             vec!["a=1; b=2; c=3"],
@@ -236,14 +259,18 @@ async fn a_request_body_streams_to_an_h2_server_and_back() {
             .header("x-test-echo", "1")
             .body(body)
             .unwrap();
-        tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await.unwrap();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first"))))
+            .await
+            .unwrap();
         let resp = c.send_request(req).await.expect("response head");
         assert_eq!(resp.status(), 200);
         let mut body = resp.into_body();
         // The first piece comes back while the request body is still open: nothing is buffered.
         let first = body.frame().await.expect("a frame").expect("data");
         assert_eq!(first.into_data().unwrap(), "first");
-        tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"second"))))
+            .await
+            .unwrap();
         let second = body.frame().await.expect("a frame").expect("data");
         assert_eq!(second.into_data().unwrap(), "second");
         drop(tx);
@@ -271,9 +298,15 @@ async fn a_stream_reset_by_the_server_resets_the_clients_stream() {
         assert_eq!(first.into_data().unwrap(), "first piece");
         server.log.reset.notify_one();
         let result = body.collect().await;
-        assert!(result.is_err(), "the client sees the body broken off, not a clean end");
+        assert!(
+            result.is_err(),
+            "the client sees the body broken off, not a clean end"
+        );
         // The connection to Ringway is still usable.
-        let req = Request::builder().uri("http://app.example/ok").body(no_body()).unwrap();
+        let req = Request::builder()
+            .uri("http://app.example/ok")
+            .body(no_body())
+            .unwrap();
         let d = describe(c.send_request(req).await.expect("response")).await;
         assert_eq!(d.status, 200);
     })

@@ -83,7 +83,11 @@ async fn sequential_requests_reuse_one_tls_connection() {
             assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
         }
         assert_eq!(server.log.requests.load(Ordering::SeqCst), 10);
-        assert_eq!(server.connections(), 1, "one upstream TLS connection for ten requests");
+        assert_eq!(
+            server.connections(),
+            1,
+            "one upstream TLS connection for ten requests"
+        );
         assert_eq!(server.log.handshakes.load(Ordering::SeqCst), 1);
     })
     .await;
@@ -100,7 +104,11 @@ async fn a_certificate_of_an_unknown_ca_is_refused_with_502() {
         let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
         let reply = send(client().get(proxy.url("/"))).await;
         assert_eq!(reply.status, 502);
-        assert_eq!(server.log.requests.load(Ordering::SeqCst), 0, "nothing reached the server");
+        assert_eq!(
+            server.log.requests.load(Ordering::SeqCst),
+            0,
+            "nothing reached the server"
+        );
         assert_eq!(proxy.server(POOL, 0).failures.load(Ordering::Relaxed), 1);
     })
     .await;
@@ -124,7 +132,15 @@ async fn a_certificate_for_another_name_is_refused_with_502() {
         let reply = send(client().get(named.url("/"))).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_eq!(
-            server.log.sni.lock().unwrap().last().cloned().flatten().as_deref(),
+            server
+                .log
+                .sni
+                .lock()
+                .unwrap()
+                .last()
+                .cloned()
+                .flatten()
+                .as_deref(),
             Some("other.internal"),
             "server_name is sent as SNI"
         );
@@ -176,7 +192,10 @@ async fn health_checks_of_a_tls_pool_speak_tls() {
         })
         .await
         .expect("the good server up, the one with an unknown CA down");
-        assert!(good.log.requests.load(Ordering::SeqCst) >= 1, "checks reached the server over TLS");
+        assert!(
+            good.log.requests.load(Ordering::SeqCst) >= 1,
+            "checks reached the server over TLS"
+        );
         let detail = b
             .last_check
             .lock()

@@ -172,7 +172,9 @@ async fn h2_exchange(io: upstream::UpstreamIo, target: &Target) -> Result<u16, S
         .map_err(|e| format!("bad check request: {e}"))?;
     let result = send.send_request(req).await;
     driver.abort();
-    result.map(|r| r.status().as_u16()).map_err(|e| format!("bad response: {e}"))
+    result
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("bad response: {e}"))
 }
 
 fn t_is_tls(target: &Target) -> bool {

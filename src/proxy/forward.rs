@@ -420,7 +420,11 @@ async fn connection(
 }
 
 /// Opens a connection to `server` as its pool says: PROXY header, TLS.
-pub(super) async fn open(server: &Server, pool: &Pool, proxied: Option<&Proxied>) -> Result<Conn, ConnectError> {
+pub(super) async fn open(
+    server: &Server,
+    pool: &Pool,
+    proxied: Option<&Proxied>,
+) -> Result<Conn, ConnectError> {
     let settings = &pool.settings;
     let header = match (settings.send_proxy, proxied) {
         (Some(v), Some(p)) => Some(super::upstream_io::proxy_header(v, p.client, p.local)),
@@ -677,7 +681,13 @@ fn upstream_response(
     } else {
         match guard.into_exchange() {
             Some(exchange) => ResponseBody::upstream(
-                Box::new(UpstreamBody::new(conn, private, head.framing, head.keep_alive, upload)),
+                Box::new(UpstreamBody::new(
+                    conn,
+                    private,
+                    head.framing,
+                    head.keep_alive,
+                    upload,
+                )),
                 exchange,
             ),
             None => ResponseBody::empty(),

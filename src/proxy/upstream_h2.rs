@@ -12,8 +12,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -205,14 +205,20 @@ async fn open(
 ) -> Result<(SendRequest<UploadBody>, Rc<Cell<usize>>), ConnectError> {
     let conn = forward::open(server, pool, proxied).await?;
     if pool.settings.tls.is_some() && conn.io.alpn() != Some(b"h2") {
-        return Err(ConnectError::Tls("the server did not agree to HTTP/2 (ALPN h2)".into()));
+        return Err(ConnectError::Tls(
+            "the server did not agree to HTTP/2 (ALPN h2)".into(),
+        ));
     }
     let mut builder = hyper::client::conn::http2::Builder::new(LocalExec);
     builder.timer(hyper_util::rt::TokioTimer::new());
     let handshake = builder.handshake(TokioIo::new(conn.io));
     let (send, connection) = match tokio::time::timeout(pool.settings.connect_timeout, handshake).await {
         Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(ConnectError::Io(std::io::Error::other(format!("HTTP/2 handshake: {e}")))),
+        Ok(Err(e)) => {
+            return Err(ConnectError::Io(std::io::Error::other(format!(
+                "HTTP/2 handshake: {e}"
+            ))));
+        }
         Err(_) => return Err(ConnectError::Timeout),
     };
     let name = server.addr_text.clone();
@@ -249,7 +255,10 @@ impl Body for UploadBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(None);
@@ -277,7 +286,9 @@ impl Body for UploadBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.as_ref().map_or(SizeHint::with_exact(0), Body::size_hint)
+        self.body
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -429,7 +440,8 @@ pub async fn forward(
                 }
             };
             let sent_at = Instant::now();
-            let result = tokio::time::timeout(settings.response_timeout, send.try_send_request(request)).await;
+            let result =
+                tokio::time::timeout(settings.response_timeout, send.try_send_request(request)).await;
             match result {
                 Ok(Ok(resp)) => break Some((resp, slot, sent_at)),
                 Err(_) => {

@@ -242,7 +242,11 @@ mod tests {
     fn v1_header_names_client_and_listener() {
         let h = proxy_header(ProxyVersion::V1, sa("192.0.2.7:51000"), sa("10.0.0.1:443"));
         assert_eq!(h, b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 443\r\n");
-        let h = proxy_header(ProxyVersion::V1, sa("[2001:db8::7]:51000"), sa("[2001:db8::1]:443"));
+        let h = proxy_header(
+            ProxyVersion::V1,
+            sa("[2001:db8::7]:51000"),
+            sa("[2001:db8::1]:443"),
+        );
         assert_eq!(h, b"PROXY TCP6 2001:db8::7 2001:db8::1 51000 443\r\n");
     }
 

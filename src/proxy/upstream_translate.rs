@@ -61,7 +61,12 @@ pub fn for_h2(headers: &mut HeaderMap, te_trailers: bool, set: &[(&'static Heade
 
 /// The absolute URI of a request to an HTTP/2 server: its scheme (`https` over TLS), the
 /// authority the client named (or `fallback`, the server's address), and the target.
-pub fn h2_uri(tls: bool, authority: Option<&HeaderValue>, fallback: &str, target: &str) -> Result<Uri, http::Error> {
+pub fn h2_uri(
+    tls: bool,
+    authority: Option<&HeaderValue>,
+    fallback: &str,
+    target: &str,
+) -> Result<Uri, http::Error> {
     let authority = authority
         .and_then(|a| Authority::try_from(a.as_bytes()).ok())
         .map_or_else(|| Authority::try_from(fallback), Ok)?;
@@ -88,7 +93,12 @@ mod tests {
 
     #[test]
     fn split_cookies_are_joined_with_semicolons() {
-        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3"), ("x", "y")]);
+        let mut h = map(&[
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3"),
+            ("x", "y"),
+        ]);
         join_cookies(&mut h);
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2; c=3");

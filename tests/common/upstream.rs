@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -75,9 +75,7 @@ impl TestCa {
     pub fn new(name: &str) -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
         let key = KeyPair::generate().expect("ca key");
         TestCa {
             issuer: CertifiedIssuer::self_signed(params, key).expect("ca cert"),
@@ -222,7 +220,10 @@ async fn serve(
                 if matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed)) {
                     log.resumed.fetch_add(1, Ordering::SeqCst);
                 }
-                log.sni.lock().unwrap().push(conn.server_name().map(str::to_owned));
+                log.sni
+                    .lock()
+                    .unwrap()
+                    .push(conn.server_name().map(str::to_owned));
             }
             http(tls, options.h2_only, log, name).await;
         }
@@ -230,7 +231,12 @@ async fn serve(
     }
 }
 
-async fn http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S, h2_only: bool, log: Arc<ServerLog>, name: Arc<str>) {
+async fn http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: S,
+    h2_only: bool,
+    log: Arc<ServerLog>,
+    name: Arc<str>,
+) {
     let svc = service_fn(move |req| answer(req, log.clone(), name.clone()));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     if h2_only {
@@ -291,7 +297,11 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Option<Option<(SocketAddr,
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestBody = BoxBody<Bytes, BoxError>;
 
-async fn answer(req: Request<Incoming>, log: Arc<ServerLog>, name: Arc<str>) -> Result<Response<TestBody>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    log: Arc<ServerLog>,
+    name: Arc<str>,
+) -> Result<Response<TestBody>, Infallible> {
     log.requests.fetch_add(1, Ordering::SeqCst);
     let mut resp = if req.headers().contains_key("x-test-echo") {
         Response::new(req.into_body().map_err(BoxError::from).boxed())
@@ -312,7 +322,12 @@ async fn answer(req: Request<Incoming>, log: Arc<ServerLog>, name: Arc<str>) -> 
         let headers: Vec<(String, String)> = req
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let (parts, body) = req.into_parts();
         let (body_len, trailers) = match body.collect().await {
@@ -354,7 +369,12 @@ async fn answer(req: Request<Incoming>, log: Arc<ServerLog>, name: Arc<str>) -> 
 
 fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
-        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -370,7 +390,10 @@ impl Body for Frames {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match this.frames.pop_front() {
             Some(f) => Poll::Ready(Some(Ok(f))),
