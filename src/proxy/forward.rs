@@ -2,7 +2,8 @@
 //!
 //! Owns: the order of decisions for one request (framing checks, route, action), the
 //! forwarding loop with retries on a different server (DESIGN.md 1.7), and the mapping of
-//! failures to 502/503/504.
+//! failures to 502/503/504. Requests to HTTP/2 pools take their own path (`upstream_h2.rs`);
+//! one attempt's connection and response are in `upstream_conn.rs`.
 //! Must not touch: connection accept and lifetime (server.rs), the choice of server
 //! (balance/), idle connection bookkeeping (upstream.rs).
 
@@ -24,13 +25,14 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
-use super::body::{Exchange, ResponseBody, Tally};
+use super::body::{ResponseBody, Tally};
 use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
 use super::stats::{RouteStats, Stamp};
-use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
+use super::upstream::{self, ConnectError, SendError, Upload};
+use super::upstream_conn::{InFlight, Proxied, connection, upstream_response};
 use crate::config::UpstreamProtocol;
 use crate::route;
 
@@ -378,77 +380,6 @@ enum Failure {
     Reset,
 }
 
-/// Counts a request in flight on a server until dropped or turned into an [`Exchange`].
-pub(super) struct InFlight(Option<Arc<Server>>);
-
-impl InFlight {
-    pub(super) fn new(server: Arc<Server>) -> InFlight {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
-        server.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(Some(server))
-    }
-
-    pub(super) fn into_exchange(mut self) -> Option<Exchange> {
-        // The exchange takes over the in-flight count (and decrements it when dropped).
-        self.0.take().map(|server| Exchange { server })
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
-///
-/// `proxied`: the pool sends a PROXY header, so the connection is private to that client.
-async fn connection(
-    server: &Server,
-    pool: &Pool,
-    fresh: bool,
-    proxied: Option<&Proxied>,
-) -> Result<(Conn, bool), ConnectError> {
-    if !fresh && let Some(c) = upstream::checkout(server.id, proxied.map(|p| p.client)) {
-        return Ok((c, true));
-    }
-    // Boxed: opening a connection is rare once pools are warm, and its future would otherwise
-    // enlarge every request's future.
-    Box::pin(open(server, pool, proxied)).await.map(|s| (s, false))
-}
-
-/// Opens a connection to `server` as its pool says: PROXY header, TLS.
-pub(super) async fn open(
-    server: &Server,
-    pool: &Pool,
-    proxied: Option<&Proxied>,
-) -> Result<Conn, ConnectError> {
-    let settings = &pool.settings;
-    let header = match (settings.send_proxy, proxied) {
-        (Some(v), Some(p)) => Some(super::upstream_io::proxy_header(v, p.client, p.local)),
-        _ => None,
-    };
-    let dial = upstream::Dial {
-        addr: server.addr,
-        address: &server.address,
-        timeout: settings.connect_timeout,
-        tls: settings.tls.as_deref(),
-        proxy_header: header.as_deref(),
-    };
-    upstream::connect(&dial).await
-}
-
-/// The addresses a `send_proxy` pool announces for a request's client connection.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Proxied {
-    /// The client (`ConnCtx::peer`).
-    pub client: SocketAddr,
-    /// The address it connected to (`ConnCtx::local`).
-    pub local: SocketAddr,
-}
-
 /// A request made ready for the server: its head written, its body waiting to be sent.
 struct Prepared {
     /// The request head as it goes to the server.
@@ -660,59 +591,4 @@ async fn forward(
         Some(Failure::ConnectTimeout) => gateway_timeout(),
         Some(Failure::Connect | Failure::Reset) => bad_gateway(),
     }
-}
-
-fn upstream_response(
-    head: h1::ResponseHead,
-    guard: InFlight,
-    conn: Conn,
-    private: Option<SocketAddr>,
-    upload: Option<Upload>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Response<ResponseBody> {
-    let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
-    let body = if upgraded {
-        let Some(client) = client_upgrade else {
-            tracing::debug!("server switched protocols unasked");
-            return bad_gateway();
-        };
-        tokio::task::spawn_local(tunnel(client, conn));
-        ResponseBody::empty()
-    } else {
-        match guard.into_exchange() {
-            Some(exchange) => ResponseBody::upstream(
-                Box::new(UpstreamBody::new(
-                    conn,
-                    private,
-                    head.framing,
-                    head.keep_alive,
-                    upload,
-                )),
-                exchange,
-            ),
-            None => ResponseBody::empty(),
-        }
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = head.status;
-    *resp.headers_mut() = head.headers;
-    resp
-}
-
-/// Joins the client and the server once the client side has switched protocols.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, mut conn: Conn) {
-    use tokio::io::AsyncWriteExt;
-    let client = match client.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!("upgrade failed: {e}");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    // Bytes the server sent right after its 101 were read with the head.
-    if !conn.buf.is_empty() && client.write_all(&conn.buf).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut conn.io).await;
 }

@@ -31,10 +31,11 @@ use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
 use super::body::ResponseBody;
-use super::forward::{self, ConnCtx, InFlight, Proxied};
+use super::forward::{self, ConnCtx};
 use super::headers;
 use super::state::{Pool, Server, Tried, pick_server};
 use super::upstream::ConnectError;
+use super::upstream_conn::{self, InFlight, Proxied};
 use super::upstream_translate as translate;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -203,7 +204,7 @@ async fn open(
     pool: &Pool,
     proxied: Option<&Proxied>,
 ) -> Result<(SendRequest<UploadBody>, Rc<Cell<usize>>), ConnectError> {
-    let conn = forward::open(server, pool, proxied).await?;
+    let conn = upstream_conn::open(server, pool, proxied).await?;
     if pool.settings.tls.is_some() && conn.io.alpn() != Some(b"h2") {
         return Err(ConnectError::Tls(
             "the server did not agree to HTTP/2 (ALPN h2)".into(),
