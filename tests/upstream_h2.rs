@@ -334,3 +334,24 @@ async fn a_dead_server_is_retried_and_a_failing_one_is_a_502() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_http1_client_asking_for_trailers_gets_those_of_an_h2_server() {
+    bounded(async {
+        let server = h2c_server().await;
+        let proxy = Proxy::start(h2c_pool(&[server.address()]));
+        let mut c = h1_client(proxy.addr).await;
+        let req = Request::builder()
+            .uri("/t")
+            .header("host", "app.example")
+            .header("te", "trailers")
+            .header("x-test-trailers", "sum-17")
+            .body(no_body())
+            .unwrap();
+        let d = describe(c.send_request(req).await.expect("response")).await;
+        assert_eq!(d.status, 200, "{}", d.body);
+        assert_eq!(d.headers["trailer"], "x-checksum");
+        assert_eq!(d.trailers.expect("trailers in the chunked response")["x-checksum"], "sum-17");
+    })
+    .await;
+}

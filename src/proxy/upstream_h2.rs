@@ -514,7 +514,13 @@ fn build(
 
 fn response(resp: Response<Incoming>, slot: StreamSlot, guard: InFlight) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
+    // `Trailer` announces the trailer fields; hyper sends trailers to an HTTP/1.1 client (that
+    // asked with `TE: trailers`) only for the fields announced, so it stays.
+    let announced: Vec<HeaderValue> = parts.headers.get_all(header::TRAILER).iter().cloned().collect();
     headers::remove_hop_by_hop(&mut parts.headers, false);
+    for v in announced {
+        parts.headers.append(header::TRAILER, v);
+    }
     let body = match guard.into_exchange() {
         Some(exchange) => ResponseBody::h2(Box::new(H2Body { body, _slot: slot }), exchange),
         None => ResponseBody::empty(),

@@ -347,20 +347,26 @@ async fn answer(
             "body_len": body_len,
             "trailers": trailers,
         });
+        let has_trailer = trailer.is_some();
         let mut frames = VecDeque::from([Frame::data(Bytes::from(json.to_string()))]);
         if let Some(v) = trailer {
             let mut t = HeaderMap::new();
             t.insert("x-checksum", v);
             frames.push_back(Frame::trailers(t));
         }
-        Response::new(
+        let mut resp = Response::new(
             Frames {
                 frames,
                 fail_at_end: false,
                 gate: None,
             }
             .boxed(),
-        )
+        );
+        if has_trailer {
+            resp.headers_mut()
+                .insert("trailer", "x-checksum".parse().expect("static header"));
+        }
+        resp
     };
     resp.headers_mut()
         .insert("x-backend", name.parse().expect("backend name"));
