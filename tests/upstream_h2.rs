@@ -351,7 +351,10 @@ async fn an_http1_client_asking_for_trailers_gets_those_of_an_h2_server() {
         let d = describe(c.send_request(req).await.expect("response")).await;
         assert_eq!(d.status, 200, "{}", d.body);
         assert_eq!(d.headers["trailer"], "x-checksum");
-        assert_eq!(d.trailers.expect("trailers in the chunked response")["x-checksum"], "sum-17");
+        assert_eq!(
+            d.trailers.expect("trailers in the chunked response")["x-checksum"],
+            "sum-17"
+        );
     })
     .await;
 }

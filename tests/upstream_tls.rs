@@ -230,3 +230,121 @@ async fn a_relative_ca_path_is_read_next_to_the_config_file() {
     })
     .await;
 }
+
+/// A TLS server that answers one request per connection with keep-alive, then closes the
+/// connection cleanly (close_notify) while Ringway holds it idle; `closed` counts those closes.
+async fn closing_after_one_answer(
+    ca: &TestCa,
+) -> (
+    String,
+    tokio::sync::watch::Receiver<usize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    crypto();
+    let leaf = ca.issue(&["127.0.0.1"]);
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain, leaf.key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (closed_tx, closed) = tokio::sync::watch::channel(0usize);
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = tls.flush().await;
+                let _ = tls.shutdown().await;
+                drop(tls);
+                closed_tx.send_modify(|n| *n += 1);
+            });
+        }
+    });
+    (addr, closed, connections)
+}
+
+#[tokio::test]
+async fn an_idle_tls_connection_the_server_closed_is_not_reused() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-stale");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        let (addr, mut closed, connections) = closing_after_one_answer(&ca).await;
+        let mut config = one_pool(Balance::RoundRobin, &[addr]);
+        config.pools[0].tls = Some(trusting(&ca_file));
+        config.pools[0].retries = 0;
+        let proxy = Proxy::start(config);
+        let c = client();
+        let reply = send(c.get(proxy.url("/first"))).await;
+        assert_eq!(reply.status, 200);
+        closed.wait_for(|n| *n >= 1).await.expect("server closed");
+        // A POST is never sent again once it may have reached a server: had the closed
+        // connection been taken from the pool, this would be a 502.
+        let reply = send(c.post(proxy.url("/second")).body("data")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_tunnels_over_a_tls_pool() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-ws");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        let server = TestServer::start(
+            "ws",
+            ServerOptions {
+                tls: Some((Arc::new(ca.issue(&["127.0.0.1"])), vec![b"http/1.1".to_vec()])),
+                ..ServerOptions::default()
+            },
+        )
+        .await;
+        let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
+        let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+        tcp.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tcp.read(&mut byte).await.expect("read"), 1, "head cut short");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        tcp.write_all(b"ping over tls").await.expect("write");
+        let mut echoed = [0u8; 13];
+        tcp.read_exact(&mut echoed).await.expect("echo");
+        assert_eq!(&echoed, b"ping over tls");
+    })
+    .await;
+}

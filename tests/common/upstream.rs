@@ -135,7 +135,8 @@ pub struct ServerLog {
 ///
 /// Request headers steer it: `x-test-echo` streams the request body (and trailers) back;
 /// `x-test-trailers: v` ends the answer with the trailer `x-checksum: v`; `x-test-reset` sends a
-/// first piece of body and breaks off (resets the HTTP/2 stream) once `log.reset` is notified.
+/// first piece of body and breaks off (resets the HTTP/2 stream) once `log.reset` is notified;
+/// `Upgrade: websocket` is answered with 101 and an echo of the upgraded connection.
 pub struct TestServer {
     /// Bound address.
     pub addr: SocketAddr,
@@ -242,7 +243,9 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     if h2_only {
         builder = builder.http2_only();
     }
-    let _ = builder.serve_connection(TokioIo::new(io), svc).await;
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .await;
 }
 
 /// Reads a PROXY header (v1 or v2) with `ppp`; `Some(None)` for LOCAL / UNKNOWN.
@@ -303,7 +306,27 @@ async fn answer(
     name: Arc<str>,
 ) -> Result<Response<TestBody>, Infallible> {
     log.requests.fetch_add(1, Ordering::SeqCst);
-    let mut resp = if req.headers().contains_key("x-test-echo") {
+    let mut req = req;
+    let mut resp = if req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = Response::new(Empty::new().map_err(BoxError::from).boxed());
+        *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("upgrade", "websocket".parse().expect("static"));
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().expect("static"));
+        r
+    } else if req.headers().contains_key("x-test-echo") {
         Response::new(req.into_body().map_err(BoxError::from).boxed())
     } else if req.headers().contains_key("x-test-reset") {
         Response::new(
