@@ -358,3 +358,56 @@ async fn an_http1_client_asking_for_trailers_gets_those_of_an_h2_server() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_body_over_max_body_bytes_to_an_h2_server_is_a_413() {
+    bounded(async {
+        let server = h2c_server().await;
+        let mut config = h2c_pool(&[server.address()]);
+        config.listeners[0].limits.max_body_bytes = 1000;
+        let proxy = Proxy::start(config);
+        // Declared too large: refused before any server is asked.
+        let reply = send(client().post(proxy.url("/big")).body(vec![b'x'; 2000])).await;
+        assert_eq!(reply.status, 413);
+        assert_eq!(server.log.requests.load(Ordering::SeqCst), 0);
+        // Streamed without a length, growing too large on the way.
+        let mut c = h2_client(proxy.addr).await;
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = (0..4)
+            .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 400]))))
+            .collect();
+        let req = Request::builder()
+            .method("POST")
+            .uri("http://app.example/stream")
+            .body(StreamBody::new(tokio_stream::iter(frames)).boxed())
+            .unwrap();
+        let d = describe(c.send_request(req).await.expect("response")).await;
+        assert_eq!(d.status, 413);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_checks_of_an_h2c_pool_speak_http2() {
+    bounded(async {
+        let server = h2c_server().await;
+        let mut config = h2c_pool(&[server.address()]);
+        config.pools[0].health = Some(ringway::config::HealthConfig {
+            path: "/healthz".into(),
+            interval: std::time::Duration::from_millis(100),
+            timeout: std::time::Duration::from_millis(500),
+            rise: 1,
+            fall: 1,
+            expect: ringway::config::ExpectStatus::default(),
+        });
+        let proxy = Proxy::start(config);
+        let s = proxy.server(POOL, 0);
+        poll_until(std::time::Duration::from_secs(5), || {
+            (s.health() == ringway::proxy::state::Health::Up).then_some(())
+        })
+        .await
+        .expect("an HTTP/2-only server passes checks sent over HTTP/2");
+        let detail = s.last_check.lock().unwrap().as_ref().map(|c| c.detail.clone());
+        assert_eq!(detail.as_deref(), Some("200"));
+    })
+    .await;
+}

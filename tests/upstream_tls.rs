@@ -231,15 +231,14 @@ async fn a_relative_ca_path_is_read_next_to_the_config_file() {
     .await;
 }
 
+type Counter = Arc<std::sync::atomic::AtomicUsize>;
+
 /// A TLS server that answers one request per connection with keep-alive, then closes the
 /// connection cleanly (close_notify) while Ringway holds it idle; `closed` counts those closes.
+/// Returns its address, the count of closes, of connections and of resumed TLS sessions.
 async fn closing_after_one_answer(
     ca: &TestCa,
-) -> (
-    String,
-    tokio::sync::watch::Receiver<usize>,
-    Arc<std::sync::atomic::AtomicUsize>,
-) {
+) -> (String, tokio::sync::watch::Receiver<usize>, Counter, Counter) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     crypto();
     let leaf = ca.issue(&["127.0.0.1"]);
@@ -253,6 +252,8 @@ async fn closing_after_one_answer(
     let (closed_tx, closed) = tokio::sync::watch::channel(0usize);
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = connections.clone();
+    let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let resumed_count = resumed.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -261,10 +262,17 @@ async fn closing_after_one_answer(
             count.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             let closed_tx = closed_tx.clone();
+            let resumed = resumed_count.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                if matches!(
+                    tls.get_ref().1.handshake_kind(),
+                    Some(rustls::HandshakeKind::Resumed)
+                ) {
+                    resumed.fetch_add(1, Ordering::SeqCst);
+                }
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -283,7 +291,7 @@ async fn closing_after_one_answer(
             });
         }
     });
-    (addr, closed, connections)
+    (addr, closed, connections, resumed)
 }
 
 #[tokio::test]
@@ -292,7 +300,7 @@ async fn an_idle_tls_connection_the_server_closed_is_not_reused() {
         let ca = TestCa::new("Ringway test CA");
         let dir = TempDir::new("up-tls-stale");
         let ca_file = dir.write("ca.pem", &ca.pem());
-        let (addr, mut closed, connections) = closing_after_one_answer(&ca).await;
+        let (addr, mut closed, connections, resumed) = closing_after_one_answer(&ca).await;
         let mut config = one_pool(Balance::RoundRobin, &[addr]);
         config.pools[0].tls = Some(trusting(&ca_file));
         config.pools[0].retries = 0;
@@ -306,6 +314,11 @@ async fn an_idle_tls_connection_the_server_closed_is_not_reused() {
         let reply = send(c.post(proxy.url("/second")).body("data")).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            resumed.load(Ordering::SeqCst),
+            1,
+            "the second connection resumed the session"
+        );
     })
     .await;
 }

@@ -584,6 +584,17 @@ mod tests {
     }
 
     #[test]
+    fn private_items_are_kept_per_server_and_client() {
+        let mut pool: IdlePool<(u64, SocketAddr), &str, RandomState> = IdlePool::new();
+        let a: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.1:5001".parse().unwrap();
+        pool.put((1, a), "for a");
+        assert_eq!(pool.take((1, b), |_| true), None, "another client gets nothing");
+        assert_eq!(pool.take((2, a), |_| true), None, "nor another server");
+        assert_eq!(pool.take((1, a), |_| true), Some("for a"));
+    }
+
+    #[test]
     fn keeps_at_most_the_limit_per_server() {
         let mut pool: IdlePool<u64, usize> = IdlePool::new();
         for i in 0..MAX_IDLE_PER_SERVER + 10 {
