@@ -411,3 +411,47 @@ async fn health_checks_of_an_h2c_pool_speak_http2() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn trailers_of_a_chunked_http1_response_reach_an_h2_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            for _ in 0..2 {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.expect("read");
+                    assert!(n > 0, "ringway closed the connection");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n\
+                      5\r\nhello\r\n0\r\nx-checksum: abc\r\ncontent-length: 99\r\n\r\n",
+                )
+                .await
+                .expect("write");
+            }
+        });
+        let proxy = Proxy::start(one_pool(Balance::RoundRobin, &[addr]));
+        let mut c = h2_client(proxy.addr).await;
+        for _ in 0..2 {
+            let req = Request::builder()
+                .uri("http://app.example/t")
+                .body(no_body())
+                .unwrap();
+            let d = describe(c.send_request(req).await.expect("response")).await;
+            assert_eq!(d.status, 200);
+            assert_eq!(d.body, "hello");
+            let t = d.trailers.expect("trailers");
+            assert_eq!(t["x-checksum"], "abc");
+            assert!(t.get("content-length").is_none());
+        }
+        // Both on one upstream connection: reading the trailers left it reusable.
+        server.await.expect("server");
+    })
+    .await;
+}

@@ -162,6 +162,9 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Ok(Frame::data(d))))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) if let Some(t) = inner.take_trailers() => {
+                    Poll::Ready(Some(Ok(Frame::trailers(t))))
+                }
                 Poll::Ready(None) => {
                     this.complete = true;
                     Poll::Ready(None)

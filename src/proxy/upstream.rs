@@ -29,8 +29,9 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::io::AsyncWrite;
 
-use super::h1::{self, BodyDecoder, BodyFraming, ResponseError, ResponseHead, Step};
+use super::h1::{self, BodyDecoder, BodyFraming, Chunk, ResponseError, ResponseHead, Step};
 pub use super::upstream_io::{ConnectError, Dial, UpstreamIo};
+use super::upstream_translate::{TrailerSection, trailer_section};
 
 /// An upstream connection: the socket, the bytes read but not yet used, and the response timer.
 ///
@@ -445,6 +446,29 @@ pub struct UpstreamBody {
     upload: Option<Upload>,
     keep_alive: bool,
     failed: bool,
+    /// The trailer fields of a chunked body, once read, until handed on.
+    trailers: Option<Box<http::HeaderMap>>,
+}
+
+/// Whether the decoder's next step reaches a chunked body's last chunk: `Some(Some(at))` when
+/// its trailer section starts at `buf[at..]`, `Some(None)` when more bytes must be read to know,
+/// `None` otherwise (most calls: a look at one byte).
+fn trailers_at(decoder: BodyDecoder, buf: &[u8]) -> Option<Option<usize>> {
+    let start = match decoder {
+        BodyDecoder::Chunked(Chunk::Trailers(0)) => return Some(Some(0)),
+        BodyDecoder::Chunked(Chunk::Size) => 0,
+        BodyDecoder::Chunked(Chunk::DataEnd) if buf.starts_with(b"\r\n") => 2,
+        _ => return None,
+    };
+    // The last chunk's size is zero: "0", or more zeros.
+    if buf.get(start) != Some(&b'0') {
+        return None;
+    }
+    match httparse::parse_chunk_size(&buf[start..]) {
+        Ok(httparse::Status::Complete((used, 0))) => Some(Some(start + used)),
+        Ok(httparse::Status::Complete(_)) | Err(_) => None,
+        Ok(httparse::Status::Partial) => Some(None),
+    }
 }
 
 impl UpstreamBody {
@@ -460,6 +484,7 @@ impl UpstreamBody {
             conn,
             private,
             decoder: BodyDecoder::new(framing),
+            trailers: None,
             upload,
             keep_alive,
             failed: false,
@@ -490,7 +515,21 @@ impl UpstreamBody {
             }
         }
         loop {
-            match self.decoder.step(&mut self.conn.buf) {
+            // The decoder skips trailer fields line by line; they are read here first, whole,
+            // so that an HTTP/2 client gets them (the message rules stay in h1.rs).
+            let mut need_more = false;
+            if let Some(at) = trailers_at(self.decoder, &self.conn.buf) {
+                match at.map(|at| trailer_section(&self.conn.buf[at..])) {
+                    Some(TrailerSection::Fields(t)) => self.trailers = Some(Box::new(t)),
+                    Some(TrailerSection::Incomplete) | None => need_more = true,
+                    Some(TrailerSection::None) => {}
+                }
+            }
+            match if need_more {
+                Ok(Step::NeedMore)
+            } else {
+                self.decoder.step(&mut self.conn.buf)
+            } {
                 Ok(Step::Data(d)) => return Poll::Ready(Some(Ok(d))),
                 Ok(Step::Done) => return Poll::Ready(None),
                 Ok(Step::NeedMore) => {}
@@ -518,9 +557,17 @@ impl UpstreamBody {
         }
     }
 
-    /// The body has been read to its end.
+    /// The body has been read to its end and its trailers, if any, handed on.
     pub fn is_end_stream(&self) -> bool {
-        self.decoder.is_done()
+        self.decoder.is_done() && self.trailers.is_none()
+    }
+
+    /// The trailer fields of the body, once it has ended.
+    pub fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        if !self.decoder.is_done() {
+            return None;
+        }
+        self.trailers.take().map(|t| *t)
     }
 
     /// Bytes of body left, when known.
@@ -581,6 +628,23 @@ mod tests {
         pool.sweep();
         assert_eq!(pool.len(1), 0);
         assert!(pool.lists.is_empty(), "empty lists are removed");
+    }
+
+    #[test]
+    fn the_last_chunk_is_found_before_the_decoder_passes_it() {
+        let size = BodyDecoder::Chunked(Chunk::Size);
+        let end = BodyDecoder::Chunked(Chunk::DataEnd);
+        assert_eq!(trailers_at(size, b"0\r\nx: 1\r\n\r\n"), Some(Some(3)));
+        assert_eq!(trailers_at(size, b"000;ext=1\r\n\r\n"), Some(Some(11)));
+        assert_eq!(trailers_at(end, b"\r\n0\r\n\r\n"), Some(Some(5)));
+        assert_eq!(trailers_at(size, b"0"), Some(None), "more must be read to know");
+        assert_eq!(trailers_at(size, b"0a\r\n"), None, "a chunk of ten bytes");
+        assert_eq!(trailers_at(size, b"5\r\nhello"), None);
+        assert_eq!(trailers_at(BodyDecoder::Length(5), b"0\r\n"), None);
+        assert_eq!(
+            trailers_at(BodyDecoder::Chunked(Chunk::Trailers(0)), b""),
+            Some(Some(0))
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns: joining HTTP/2 cookie fields for an HTTP/1.1 server, the request headers and URI an
 //! HTTP/2 server gets (`:authority` from Host, no connection-specific fields, `TE: trailers`
-//! only). Pure functions over header maps: no I/O. Must not touch: the forwarding headers'
+//! only), and the trailer fields of an HTTP/1.1 chunked response kept for an HTTP/2 client. Pure
+//! functions over header maps and bytes: no I/O. Must not touch: the forwarding headers'
 //! values (`headers.rs`) or the hop-by-hop rules shared with HTTP/1.1.
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -78,6 +79,62 @@ pub fn h2_uri(
         .build()
 }
 
+/// What the start of a chunked body's trailer section holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrailerSection {
+    /// No fields (the section is just its empty line), or bytes the decoder will refuse.
+    None,
+    /// Not all of it has been read yet.
+    Incomplete,
+    /// The fields to pass on as trailers.
+    Fields(HeaderMap),
+}
+
+/// The most trailer fields kept.
+const MAX_TRAILER_FIELDS: usize = 32;
+/// The largest trailer section read whole (the decoder refuses more than 16 KiB anyway).
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Reads the trailer section at the front of `buf` (after a chunked body's last chunk) without
+/// consuming it. Fields that must not be trailers (framing, routing, hop-by-hop: RFC 9110
+/// 6.5.1) are left out.
+pub fn trailer_section(buf: &[u8]) -> TrailerSection {
+    if buf.starts_with(b"\r\n") || buf.starts_with(b"\n") {
+        return TrailerSection::None;
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    match httparse::parse_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete((_, parsed))) => {
+            let mut map = HeaderMap::new();
+            for f in parsed {
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(f.name.as_bytes()),
+                    HeaderValue::from_bytes(f.value),
+                ) else {
+                    continue;
+                };
+                if super::headers::is_hop_by_hop(&name)
+                    || name == header::CONTENT_LENGTH
+                    || name == header::HOST
+                    || name == header::CONTENT_TYPE
+                    || name == header::CONTENT_ENCODING
+                {
+                    continue;
+                }
+                map.append(name, value);
+            }
+            if map.is_empty() {
+                TrailerSection::None
+            } else {
+                TrailerSection::Fields(map)
+            }
+        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_TRAILER_BYTES => TrailerSection::Incomplete,
+        // Too many fields, too long or malformed: the decoder decides (skip or refuse).
+        _ => TrailerSection::None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +192,25 @@ mod tests {
         assert_eq!(u.to_string(), "http://api.example.com:8080/a?b=c");
         let u = h2_uri(true, None, "10.0.0.1:443", "").unwrap();
         assert_eq!(u.to_string(), "https://10.0.0.1:443/");
+    }
+
+    #[test]
+    fn trailer_sections_are_read_whole() {
+        assert_eq!(trailer_section(b"\r\n"), TrailerSection::None);
+        assert_eq!(trailer_section(b""), TrailerSection::Incomplete);
+        assert_eq!(
+            trailer_section(b"x-checksum: abc\r\n"),
+            TrailerSection::Incomplete
+        );
+        let TrailerSection::Fields(t) =
+            trailer_section(b"x-checksum: abc\r\ncontent-length: 9\r\ngrpc-status: 0\r\n\r\nnext")
+        else {
+            panic!("fields expected");
+        };
+        assert_eq!(t["x-checksum"], "abc");
+        assert_eq!(t["grpc-status"], "0");
+        assert!(t.get("content-length").is_none(), "framing is not a trailer");
+        assert_eq!(trailer_section(b"bad line\r\n\r\n"), TrailerSection::None);
     }
 
     proptest! {
