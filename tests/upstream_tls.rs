@@ -361,3 +361,32 @@ async fn a_websocket_upgrade_tunnels_over_a_tls_pool() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn large_bodies_cross_a_tls_pool_both_ways() {
+    bounded(async {
+        let ca = TestCa::new("Ringway test CA");
+        let dir = TempDir::new("up-tls-large");
+        let ca_file = dir.write("ca.pem", &ca.pem());
+        let server = tls_server(&ca, &["127.0.0.1"]).await;
+        let proxy = Proxy::start(tls_pool(&server, trusting(&ca_file)));
+        let data = pattern(0, 8 << 20);
+        // Read whole by the server before it answers: the request must get through TLS whole.
+        let reply = send(client().post(proxy.url("/upload")).body(data.clone())).await;
+        assert_eq!(reply.status, 200);
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+        assert_eq!(json["body_len"], 8 << 20);
+        // Echoed while it is sent: both directions at once through one TLS connection.
+        let reply = send(
+            client()
+                .post(proxy.url("/echo"))
+                .header("x-test-echo", "1")
+                .body(data.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.len(), data.len());
+        assert!(reply.body == data, "the echo differs from what was sent");
+    })
+    .await;
+}

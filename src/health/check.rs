@@ -123,6 +123,7 @@ async fn exchange(target: &Target) -> Result<u16, String> {
         .write_all(&target.request)
         .await
         .map_err(|e| io_detail(&e))?;
+    conn.io.flush().await.map_err(|e| io_detail(&e))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {

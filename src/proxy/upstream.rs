@@ -261,13 +261,25 @@ impl Upload {
                     }
                 }
             }
-            if self.ended {
+            if self.ended || self.body.is_none() {
+                // The body is written only once TLS has sent what it held back.
+                ready!(io.poll_flush_held(cx)).map_err(UploadError::Server)?;
                 return Poll::Ready(Ok(()));
             }
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
-            match ready!(Pin::new(body).poll_frame(cx)) {
+            let frame = match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    // Waiting for the client: what was written must not wait in TLS meanwhile.
+                    if let Poll::Ready(Err(e)) = io.poll_flush_held(cx) {
+                        return Poll::Ready(Err(UploadError::Server(e)));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match frame {
                 None => {
                     self.ended = true;
                     if self.chunked {
@@ -395,6 +407,10 @@ pub async fn send(
                 Err(e) if written == 0 => return Poll::Ready(Err(SendError::Unsent(e))),
                 Err(e) => return Poll::Ready(Err(SendError::NoResponse(e))),
             }
+        }
+        // Not awaited: a server may answer before it reads all of the request.
+        if let Poll::Ready(Err(e)) = conn.io.poll_flush_held(cx) {
+            return Poll::Ready(Err(SendError::NoResponse(e)));
         }
         if let Some(u) = upload.as_mut()
             && !u.is_done()

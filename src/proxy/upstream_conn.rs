@@ -21,12 +21,14 @@ use super::upstream::{self, Conn, ConnectError, Upload, UpstreamBody};
 pub(super) struct InFlight(Option<Arc<Server>>);
 
 impl InFlight {
+    /// Counts a request on `server` (in flight, and in its total).
     pub(super) fn new(server: Arc<Server>) -> InFlight {
         server.in_flight.fetch_add(1, Ordering::Relaxed);
         server.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(Some(server))
     }
 
+    /// Hands the in-flight count to the response body.
     pub(super) fn into_exchange(mut self) -> Option<Exchange> {
         // The exchange takes over the in-flight count (and decrements it when dropped).
         self.0.take().map(|server| Exchange { server })
@@ -88,6 +90,8 @@ pub(super) struct Proxied {
     pub local: SocketAddr,
 }
 
+/// The client's response from an HTTP/1.1 server's head: its body streamed from `conn`, or a
+/// tunnel after `101 Switching Protocols`.
 pub(super) fn upstream_response(
     head: h1::ResponseHead,
     guard: InFlight,

@@ -55,6 +55,16 @@ impl UpstreamIo {
         }
     }
 
+    /// Pushes out what TLS holds back: tokio-rustls accepts a write into its buffer even when
+    /// the socket is full, so bytes written are only on their way once this is ready. TCP holds
+    /// nothing back.
+    pub fn poll_flush_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            UpstreamIo::Plain(_) => Poll::Ready(Ok(())),
+            UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_flush(cx),
+        }
+    }
+
     /// The protocol the server chose by ALPN, if TLS and one was chosen.
     pub fn alpn(&self) -> Option<&[u8]> {
         match self {
