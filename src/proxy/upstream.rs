@@ -338,7 +338,7 @@ const LINGER_FOR: Duration = Duration::from_secs(30);
 const LINGER_IDLE: Duration = Duration::from_secs(5);
 
 /// Reads and discards the rest of a client's body, bounded by [`LINGER_FOR`] and [`LINGER_IDLE`].
-async fn linger(mut body: Incoming) {
+pub(super) async fn linger(mut body: Incoming) {
     let until = tokio::time::Instant::now() + LINGER_FOR;
     loop {
         let next = (tokio::time::Instant::now() + LINGER_IDLE).min(until);

@@ -252,6 +252,19 @@ pub struct UploadBody {
     started: Rc<Cell<bool>>,
 }
 
+impl Drop for UploadBody {
+    fn drop(&mut self) {
+        // Dropped unfinished (answered early, or the stream failed): the client's remaining
+        // bytes are read and discarded for a while, as for HTTP/1.1 pools (see `upstream::linger`).
+        if let Some(body) = self.body.take()
+            && !body.is_end_stream()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(super::upstream::linger(body));
+        }
+    }
+}
+
 impl Body for UploadBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -265,7 +278,10 @@ impl Body for UploadBody {
             return Poll::Ready(None);
         };
         match std::task::ready!(Pin::new(body).poll_frame(cx)) {
-            None => Poll::Ready(None),
+            None => {
+                this.body = None;
+                Poll::Ready(None)
+            }
             Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
             Some(Ok(frame)) => {
                 this.started.set(true);
@@ -457,7 +473,7 @@ pub async fn forward(
                     }
                     if let Some(back) = e.take_message() {
                         // Never left: the body is intact and may go anywhere.
-                        req.body = back.into_body().body;
+                        req.body = back.into_body().body.take();
                         if cached && again {
                             again = false;
                             continue;
