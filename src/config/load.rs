@@ -137,6 +137,11 @@ fn anchor_paths(config: &mut Config, base: &Path) {
             anchor(&mut pair.key, base);
         }
     }
+    for p in &mut config.pools {
+        if let Some(ca) = p.tls.as_mut().and_then(|t| t.ca.as_mut()) {
+            anchor(ca, base);
+        }
+    }
     for r in &mut config.routes {
         if let RouteAction::Static { dir } = &mut r.action {
             anchor(dir, base);

@@ -1,18 +1,24 @@
 //! One active health check over the network: `GET {path}` on a new connection, the status line
-//! read with `httparse`, judged against `expect`.
+//! read with `httparse` (or the response of an HTTP/2 pool read by hyper), judged against
+//! `expect`.
 //!
 //! Owns: the check's I/O and its time bounds (the pool's connect timeout for the connection,
-//! as requests have; `health.timeout` for the whole check). Must not touch: the server's state
-//! (the health thread applies the verdict).
+//! as requests have; `health.timeout` for the whole check). A check speaks as the pool's
+//! requests do: TLS for a `tls` pool, HTTP/2 for an `h2`/`h2c` pool, and a `send_proxy` pool's
+//! servers get a LOCAL PROXY header first (HAProxy's `check-send-proxy`). Must not touch: the
+//! server's state (the health thread applies the verdict).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::ExpectStatus;
+use crate::config::{ExpectStatus, ProxyVersion, UpstreamProtocol};
+use crate::proxy::state::PoolSettings;
 use crate::proxy::upstream::{self, ConnectError};
+use crate::proxy::upstream_tls::TlsClient;
 
 use super::expect::{self, Verdict};
 
@@ -35,6 +41,44 @@ pub struct Target {
     pub timeout: Duration,
     /// Statuses that pass.
     pub expect: ExpectStatus,
+    /// The server's address as configured (`Host`/`:authority`, and the TLS name).
+    pub address: String,
+    /// How the pool speaks to its servers.
+    pub transport: Transport,
+}
+
+/// How a pool speaks to its servers, as far as a check must do likewise.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// HTTP/1.1, h2 or h2c.
+    pub protocol: UpstreamProtocol,
+    /// The pool's TLS client side, if `tls`.
+    pub tls: Option<Arc<TlsClient>>,
+    /// The PROXY header version, if `send_proxy`.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+impl Transport {
+    /// The transport of a pool.
+    pub fn of(settings: &PoolSettings) -> Transport {
+        Transport {
+            protocol: settings.protocol,
+            tls: settings.tls.clone(),
+            send_proxy: settings.send_proxy,
+        }
+    }
+
+    /// Whether a check made for `self` still speaks as `other` asks (a reload builds a new TLS
+    /// client, which may trust other roots).
+    pub fn same_as(&self, other: &Transport) -> bool {
+        self.protocol == other.protocol
+            && self.send_proxy == other.send_proxy
+            && match (&self.tls, &other.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
 }
 
 /// The request a check sends: `Host` is the server's address as written, the connection closes
@@ -58,16 +102,28 @@ pub async fn probe(target: &Target) -> Verdict {
 
 /// Connects, sends the request and reads the status of the answer's head.
 async fn exchange(target: &Target) -> Result<u16, String> {
-    let mut conn = upstream::connect(target.addr, target.connect_timeout)
-        .await
-        .map_err(|e| match e {
-            ConnectError::Timeout => "connect timeout".to_string(),
-            ConnectError::Io(e) => io_detail(&e),
-        })?;
+    let t = &target.transport;
+    let header = t.send_proxy.map(crate::proxy::upstream_io::local_proxy_header);
+    let dial = upstream::Dial {
+        addr: target.addr,
+        address: &target.address,
+        timeout: target.connect_timeout,
+        tls: t.tls.as_deref(),
+        proxy_header: header.as_deref(),
+    };
+    let mut conn = upstream::connect(&dial).await.map_err(|e| match e {
+        ConnectError::Timeout => "connect timeout".to_string(),
+        ConnectError::Io(e) => io_detail(&e),
+        ConnectError::Tls(e) => format!("TLS: {e}"),
+    })?;
+    if t.protocol != UpstreamProtocol::Http1 {
+        return h2_exchange(conn.io, target).await;
+    }
     conn.io
         .write_all(&target.request)
         .await
         .map_err(|e| io_detail(&e))?;
+    conn.io.flush().await.map_err(|e| io_detail(&e))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -91,6 +147,39 @@ async fn exchange(target: &Target) -> Result<u16, String> {
             Err(e) => return Err(format!("bad response: {e}")),
         }
     }
+}
+
+/// The check over HTTP/2: the same GET, its status read by hyper's client.
+async fn h2_exchange(io: upstream::UpstreamIo, target: &Target) -> Result<u16, String> {
+    use http_body_util::Empty;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let path = std::str::from_utf8(&target.request)
+        .ok()
+        .and_then(|r| r.split(' ').nth(1))
+        .unwrap_or("/");
+    let uri = crate::proxy::upstream_translate::h2_uri(t_is_tls(target), None, &target.address, path)
+        .map_err(|e| format!("bad check request: {e}"))?;
+    let req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(uri)
+        .header(http::header::USER_AGENT, "ringway-health")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| format!("bad check request: {e}"))?;
+    let result = send.send_request(req).await;
+    driver.abort();
+    result
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("bad response: {e}"))
+}
+
+fn t_is_tls(target: &Target) -> bool {
+    target.transport.tls.is_some()
 }
 
 /// Short words for a socket error: "connection refused", "connection reset", …
@@ -137,6 +226,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             expect: ExpectStatus::default(),
+            address: addr.to_string(),
+            transport: Transport::default(),
         };
         (target, task)
     }
@@ -188,6 +279,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             expect: ExpectStatus::default(),
+            address: addr.to_string(),
+            transport: Transport::default(),
         };
         assert_eq!(probe(&t).await, Verdict::failed("connection refused"));
     }
@@ -207,6 +300,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_millis(300),
             expect: ExpectStatus::default(),
+            address: addr.to_string(),
+            transport: Transport::default(),
         };
         assert_eq!(probe(&t).await, Verdict::failed("timeout"));
     }

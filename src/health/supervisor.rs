@@ -46,6 +46,8 @@ struct Checker {
     task: JoinHandle<()>,
     config: HealthConfig,
     connect_timeout: Duration,
+    /// How the pool spoke to its servers when the checker started.
+    transport: check::Transport,
     generation: u64,
     counter: RiseFall,
 }
@@ -257,8 +259,10 @@ fn sync_checker(
     results: &mpsc::UnboundedSender<CheckResult>,
 ) -> u64 {
     let connect_timeout = pool.settings.connect_timeout;
+    let transport = check::Transport::of(&pool.settings);
     match (&pool.settings.health, &tracked.checker) {
-        (Some(h), Some(c)) if c.config == *h && c.connect_timeout == connect_timeout => {}
+        (Some(h), Some(c))
+            if c.config == *h && c.connect_timeout == connect_timeout && c.transport.same_as(&transport) => {}
         (Some(h), _) => {
             if let Some(old) = tracked.checker.take() {
                 old.task.abort();
@@ -271,6 +275,8 @@ fn sync_checker(
                 connect_timeout,
                 timeout: h.timeout,
                 expect: h.expect.clone(),
+                address: server.address.clone(),
+                transport: transport.clone(),
             };
             let task = tokio::spawn(run_checker(
                 server.id,
@@ -284,6 +290,7 @@ fn sync_checker(
                 task,
                 config: h.clone(),
                 connect_timeout,
+                transport,
                 generation,
                 counter: RiseFall::new(h.rise, h.fall, server.health()),
             });

@@ -1,6 +1,7 @@
 //! Bodies on the request path: streamed, never collected whole.
 //!
-//! Owns: the response body sent to the client (upstream stream or a short local answer), whose
+//! Owns: the response body sent to the client (an HTTP/1.1 or HTTP/2 server's stream, or a short
+//! local answer), whose
 //! end returns the upstream connection to its pool, ends the request's in-flight count, counts
 //! the answer in the live figures and writes the access log line. (The request body's way
 //! upstream is `upstream::Upload`.)
@@ -14,6 +15,7 @@ use super::server::ConnToken;
 use super::state::Server;
 use super::stats::{Observation, RouteStats, Stamp};
 use super::upstream::{self, UpstreamBody};
+use super::upstream_h2::H2Body;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::sync::Arc;
@@ -63,6 +65,8 @@ impl Tally {
 
 enum Kind {
     Upstream(Box<UpstreamBody>),
+    /// From an HTTP/2 server: data and trailers pass through.
+    H2(Box<H2Body>),
     Full(Option<Bytes>),
 }
 
@@ -110,6 +114,19 @@ impl ResponseBody {
         }
     }
 
+    /// The response body of `exchange` with an HTTP/2 server.
+    pub fn h2(inner: Box<H2Body>, exchange: Exchange) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::H2(inner),
+            exchange: Some(exchange),
+            complete: false,
+            bytes: 0,
+            log: None,
+            tally: None,
+            _conn: None,
+        }
+    }
+
     /// Attaches what is needed at the end: the access log record, what to count and the
     /// connection token.
     pub fn finish_with(&mut self, log: Option<Box<AccessRecord>>, tally: Tally, conn: ConnToken) {
@@ -145,6 +162,23 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Ok(Frame::data(d))))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) if let Some(t) = inner.take_trailers() => {
+                    Poll::Ready(Some(Ok(Frame::trailers(t))))
+                }
+                Poll::Ready(None) => {
+                    this.complete = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            Kind::H2(inner) => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        this.bytes += d.len() as u64;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     this.complete = true;
                     Poll::Ready(None)
@@ -158,6 +192,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::H2(inner) => inner.is_end_stream(),
         }
     }
 
@@ -169,6 +204,7 @@ impl Body for ResponseBody {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
             },
+            Kind::H2(inner) => inner.size_hint(),
         }
     }
 }
@@ -185,9 +221,9 @@ impl Drop for ResponseBody {
         let kind = std::mem::replace(&mut self.kind, Kind::Full(None));
         if let Some(ex) = self.exchange.take()
             && let Kind::Upstream(inner) = kind
-            && let Some(conn) = inner.into_reusable()
+            && let Some((conn, private)) = inner.into_reusable()
         {
-            upstream::release(ex.server.id, conn);
+            upstream::release(ex.server.id, private, conn);
         }
         if let Some(log) = self.log.take() {
             log.write(self.bytes, complete);

@@ -2,7 +2,8 @@
 //!
 //! Owns: the order of decisions for one request (framing checks, route, action), the
 //! forwarding loop with retries on a different server (DESIGN.md 1.7), and the mapping of
-//! failures to 502/503/504.
+//! failures to 502/503/504. Requests to HTTP/2 pools take their own path (`upstream_h2.rs`);
+//! one attempt's connection and response are in `upstream_conn.rs`.
 //! Must not touch: connection accept and lifetime (server.rs), the choice of server
 //! (balance/), idle connection bookkeeping (upstream.rs).
 
@@ -24,13 +25,15 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
-use super::body::{Exchange, ResponseBody, Tally};
+use super::body::{ResponseBody, Tally};
 use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
 use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
 use super::stats::{RouteStats, Stamp};
-use super::upstream::{self, Conn, ConnectError, SendError, Upload, UpstreamBody};
+use super::upstream::{self, ConnectError, SendError, Upload};
+use super::upstream_conn::{InFlight, Proxied, connection, upstream_response};
+use crate::config::UpstreamProtocol;
 use crate::route;
 
 /// What one connection's requests share.
@@ -78,7 +81,7 @@ pub fn local_response(status: StatusCode, text: &'static str) -> Response<Respon
     r
 }
 
-fn bad_request() -> Response<ResponseBody> {
+pub(super) fn bad_request() -> Response<ResponseBody> {
     let mut r = local_response(StatusCode::BAD_REQUEST, "400 Bad Request\n");
     // A request whose framing we refused leaves the connection in an unknown state.
     r.headers_mut()
@@ -90,19 +93,19 @@ fn not_found() -> Response<ResponseBody> {
     local_response(StatusCode::NOT_FOUND, "404 Not Found\n")
 }
 
-fn bad_gateway() -> Response<ResponseBody> {
+pub(super) fn bad_gateway() -> Response<ResponseBody> {
     local_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
 }
 
-fn gateway_timeout() -> Response<ResponseBody> {
+pub(super) fn gateway_timeout() -> Response<ResponseBody> {
     local_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
 }
 
-fn unavailable() -> Response<ResponseBody> {
+pub(super) fn unavailable() -> Response<ResponseBody> {
     local_response(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n")
 }
 
-fn too_large() -> Response<ResponseBody> {
+pub(super) fn too_large() -> Response<ResponseBody> {
     let mut r = local_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Content Too Large\n");
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -233,6 +236,25 @@ pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
                 end.apply(resp, info)
             })
         }
+        Decision::Forward { facts, pool, strip } if pool.settings.protocol != UpstreamProtocol::Http1 => {
+            // A path of its own, so that the HTTP/1.1 path's future does not carry its state.
+            match super::upstream_h2::prepare(req, &facts, ctx, client, pool, strip, &end.rid) {
+                None => Box::pin(std::future::ready(end.apply(too_large(), info))),
+                Some(request) => {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        let resp = Box::pin(super::upstream_h2::forward(
+                            request,
+                            &pool,
+                            &mut info.server,
+                            end.log.as_deref_mut(),
+                        ))
+                        .await;
+                        end.apply(resp, info)
+                    })
+                }
+            }
+        }
         Decision::Forward { facts, pool, strip } => {
             match prepare(req, facts, ctx, client, pool, strip, &end.rid) {
                 None => Box::pin(std::future::ready(end.apply(too_large(), info))),
@@ -333,7 +355,7 @@ fn redirect_to_https<B>(req: &Request<B>, port: u16, status: u16) -> Response<Re
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
+pub(super) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -341,7 +363,7 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// The upstream request target in origin form, with the route's prefix removed if asked.
-fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Cow<'u, str> {
+pub(super) fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Cow<'u, str> {
     let Some(prefix) = strip else {
         return Cow::Borrowed(uri.path_and_query().map_or("/", |p| p.as_str()));
     };
@@ -358,49 +380,12 @@ enum Failure {
     Reset,
 }
 
-/// Counts a request in flight on a server until dropped or turned into an [`Exchange`].
-struct InFlight(Option<Arc<Server>>);
-
-impl InFlight {
-    fn new(server: Arc<Server>) -> InFlight {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
-        server.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(Some(server))
-    }
-
-    fn into_exchange(mut self) -> Option<Exchange> {
-        // The exchange takes over the in-flight count (and decrements it when dropped).
-        self.0.take().map(|server| Exchange { server })
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
-async fn connection(server: &Server, pool: &Pool, fresh: bool) -> Result<(Conn, bool), ConnectError> {
-    if !fresh && let Some(c) = upstream::checkout(server.id) {
-        return Ok((c, true));
-    }
-    // Boxed: opening a connection is rare once pools are warm, and its future would otherwise
-    // enlarge every request's future.
-    Box::pin(upstream::connect(server.addr, pool.settings.connect_timeout))
-        .await
-        .map(|s| (s, false))
-}
-
 /// A request made ready for the server: its head written, its body waiting to be sent.
 struct Prepared {
     /// The request head as it goes to the server.
     head: Bytes,
-    /// An HTTP/1.0 request without `Host` gets the server's address as its host, so its head is
-    /// written again for each server it goes to.
-    hostless: Option<Box<Hostless>>,
+    /// What few requests need, boxed so that the others' futures stay small.
+    extra: Option<Box<Extra>>,
     /// The client's body, if it has one.
     upload: Option<Upload>,
     /// The pool's hash key, for hashing pools.
@@ -411,6 +396,16 @@ struct Prepared {
     head_request: bool,
     /// The client side of a WebSocket upgrade.
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// The rarer parts of a prepared request.
+#[derive(Default)]
+struct Extra {
+    /// An HTTP/1.0 request without `Host` gets the server's address as its host, so its head is
+    /// written again for each server it goes to.
+    hostless: Option<Hostless>,
+    /// The client's addresses, for a `send_proxy` pool.
+    proxied: Option<Proxied>,
 }
 
 /// What it takes to write a request head again with another `Host`.
@@ -457,6 +452,9 @@ fn prepare(
         parts.headers.insert(header::HOST, v);
     }
     headers::remove_hop_by_hop(&mut parts.headers, facts.websocket);
+    if parts.version == Version::HTTP_2 {
+        super::upstream_translate::join_cookies(&mut parts.headers);
+    }
     let forwarding = headers::Forwarding::new(
         &parts.headers,
         &ctx.client_ip,
@@ -476,18 +474,21 @@ fn prepare(
     );
     // An HTTP/1.0 request without Host: HTTP/1.1 upstream needs one; like nginx's
     // `$proxy_host`, it names the server.
-    let hostless = (!parts.headers.contains_key(header::HOST)).then(|| {
-        Box::new(Hostless {
-            method: parts.method.clone(),
-            target: target.clone().into_owned(),
-            headers: std::mem::take(&mut parts.headers),
-            forwarding,
-            framing,
-        })
+    let hostless = (!parts.headers.contains_key(header::HOST)).then(|| Hostless {
+        method: parts.method.clone(),
+        target: target.clone().into_owned(),
+        headers: std::mem::take(&mut parts.headers),
+        forwarding,
+        framing,
     });
+    let proxied = pool.settings.send_proxy.map(|_| Proxied {
+        client: ctx.peer,
+        local: ctx.local,
+    });
+    let extra = (hostless.is_some() || proxied.is_some()).then(|| Box::new(Extra { hostless, proxied }));
     Some(Prepared {
         head,
-        hostless,
+        extra,
         upload: has_body
             .then(|| Upload::new(body, limits.max_body_bytes, framing == RequestFraming::Chunked)),
         key_hash,
@@ -520,7 +521,7 @@ async fn forward(
         };
         tried.insert(server.id);
         let guard = InFlight::new(server.clone());
-        if let Some(h) = req.hostless.as_mut()
+        if let Some(h) = req.extra.as_mut().and_then(|e| e.hostless.as_mut())
             && let Ok(v) = HeaderValue::from_str(&server.addr_text)
         {
             h.headers.insert(header::HOST, v);
@@ -531,7 +532,8 @@ async fn forward(
         // connection to the same server is then tried before moving on.
         let mut fresh = false;
         let outcome = loop {
-            let (mut conn, pooled) = match connection(&server, pool, fresh).await {
+            let proxied = req.extra.as_ref().and_then(|e| e.proxied.as_ref());
+            let (mut conn, pooled) = match connection(&server, pool, fresh, proxied).await {
                 Ok(s) => s,
                 Err(e) => {
                     crate::health::upstream_failed(pool, &server, &e);
@@ -581,59 +583,12 @@ async fn forward(
             log.upstream_time = Some(sent_at.elapsed());
         }
         info.server = Some(server);
-        return upstream_response(response, guard, conn, req.upload, req.client_upgrade);
+        let private = req.extra.as_ref().and_then(|e| e.proxied.map(|p| p.client));
+        return upstream_response(response, guard, conn, private, req.upload, req.client_upgrade);
     }
     match failure {
         None => unavailable(),
         Some(Failure::ConnectTimeout) => gateway_timeout(),
         Some(Failure::Connect | Failure::Reset) => bad_gateway(),
     }
-}
-
-fn upstream_response(
-    head: h1::ResponseHead,
-    guard: InFlight,
-    conn: Conn,
-    upload: Option<Upload>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Response<ResponseBody> {
-    let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
-    let body = if upgraded {
-        let Some(client) = client_upgrade else {
-            tracing::debug!("server switched protocols unasked");
-            return bad_gateway();
-        };
-        tokio::task::spawn_local(tunnel(client, conn));
-        ResponseBody::empty()
-    } else {
-        match guard.into_exchange() {
-            Some(exchange) => ResponseBody::upstream(
-                Box::new(UpstreamBody::new(conn, head.framing, head.keep_alive, upload)),
-                exchange,
-            ),
-            None => ResponseBody::empty(),
-        }
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = head.status;
-    *resp.headers_mut() = head.headers;
-    resp
-}
-
-/// Joins the client and the server once the client side has switched protocols.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, mut conn: Conn) {
-    use tokio::io::AsyncWriteExt;
-    let client = match client.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!("upgrade failed: {e}");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    // Bytes the server sent right after its 101 were read with the head.
-    if !conn.buf.is_empty() && client.write_all(&conn.buf).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut conn.io).await;
 }

@@ -20,6 +20,11 @@ pub mod static_files;
 pub mod stats;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_conn;
+pub mod upstream_h2;
+pub mod upstream_io;
+pub mod upstream_tls;
+pub mod upstream_translate;
 mod worker;
 
 pub use reload::ReloadSummary;

@@ -4,6 +4,9 @@
 //! Owns: the idle-connection pool of each worker thread (no lock: a worker runs on one thread and
 //! owns its pool), the opening of new connections with the pool's connect timeout, and the I/O of
 //! one exchange: writing the request head and body, reading the response head and body.
+//! Connections of a `send_proxy` pool carry one client's address in their PROXY header, so they
+//! are private: pooled under (server, client address and port) and reused only for that client,
+//! as HAProxy does with `send-proxy` (its connections are then private to the session).
 //! Must not touch: balancing or retries; the caller decides which server and whether to retry.
 //!
 //! The exchange runs inside the client connection's task, driven by the request and then by the
@@ -14,7 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,17 +28,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
-use super::h1::{self, BodyDecoder, BodyFraming, ResponseError, ResponseHead, Step};
+use super::h1::{self, BodyDecoder, BodyFraming, Chunk, ResponseError, ResponseHead, Step};
+pub use super::upstream_io::{ConnectError, Dial, UpstreamIo};
+use super::upstream_translate::{TrailerSection, trailer_section};
 
 /// An upstream connection: the socket, the bytes read but not yet used, and the response timer.
 ///
 /// The timer lives as long as the connection and is reset for each request: tokio extends a
 /// later deadline in place, so a request costs no timer-wheel insertion and removal.
 pub struct Conn {
-    /// The socket.
-    pub io: TcpStream,
+    /// The stream: TCP, or TLS over TCP.
+    pub io: UpstreamIo,
     /// Bytes read from the socket and not yet consumed.
     pub buf: BytesMut,
     /// Fires when the current request's response head is late.
@@ -45,21 +49,8 @@ pub struct Conn {
 impl Conn {
     /// The connection is idle, holds no unread bytes, and the server has not closed it (as far
     /// as the last readiness event tells, so without a system call in the common case).
-    fn is_reusable(&self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readable while idle: the server closed it or sent bytes nobody asked for, unless
-            // the readiness is left over from the last response. One read tells.
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+    fn is_reusable(&mut self) -> bool {
+        self.buf.is_empty() && self.io.is_idle_open()
     }
 
     /// Reads more bytes into `buf`; `Ok(0)` at the end of the stream.
@@ -101,17 +92,18 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Idle connections per server id, each with the sweep count at which it went idle.
+/// Idle connections per key (a server id, or a server id and a client address), each with the
+/// sweep count at which it went idle.
 ///
 /// Time is counted in sweeps rather than read from the clock, so returning a connection costs
 /// no clock read.
-struct IdlePool<T> {
+struct IdlePool<K, T, S = BuildHasherDefault<IdHasher>> {
     sweeps: u64,
-    lists: HashMap<u64, Vec<(u64, T)>, BuildHasherDefault<IdHasher>>,
+    lists: HashMap<K, Vec<(u64, T)>, S>,
 }
 
-impl<T> IdlePool<T> {
-    fn new() -> IdlePool<T> {
+impl<K: Hash + Eq, T, S: BuildHasher + Default> IdlePool<K, T, S> {
+    fn new() -> IdlePool<K, T, S> {
         IdlePool {
             sweeps: 0,
             lists: HashMap::default(),
@@ -119,10 +111,10 @@ impl<T> IdlePool<T> {
     }
 
     /// The most recently returned item for `id` that is `usable`; unusable ones are dropped.
-    fn take(&mut self, id: u64, usable: impl Fn(&T) -> bool) -> Option<T> {
+    fn take(&mut self, id: K, mut usable: impl FnMut(&mut T) -> bool) -> Option<T> {
         let list = self.lists.get_mut(&id)?;
-        while let Some((_, item)) = list.pop() {
-            if usable(&item) {
+        while let Some((_, mut item)) = list.pop() {
+            if usable(&mut item) {
                 return Some(item);
             }
         }
@@ -130,7 +122,7 @@ impl<T> IdlePool<T> {
     }
 
     /// Keeps `item` for `id`, unless `id` already has as many as allowed.
-    fn put(&mut self, id: u64, item: T) {
+    fn put(&mut self, id: K, item: T) {
         let list = self.lists.entry(id).or_default();
         if list.len() < MAX_IDLE_PER_SERVER {
             list.push((self.sweeps, item));
@@ -150,58 +142,45 @@ impl<T> IdlePool<T> {
     }
 
     #[cfg(test)]
-    fn len(&self, id: u64) -> usize {
+    fn len(&self, id: K) -> usize {
         self.lists.get(&id).map_or(0, Vec::len)
     }
 }
 
 thread_local! {
-    static IDLE: RefCell<IdlePool<Conn>> = RefCell::new(IdlePool::new());
+    static IDLE: RefCell<IdlePool<u64, Conn>> = RefCell::new(IdlePool::new());
+    /// Connections that carry a client's address (PROXY header), by server and client.
+    static PRIVATE: RefCell<IdlePool<(u64, SocketAddr), Conn, RandomState>> = RefCell::new(IdlePool::new());
 }
 
-/// Takes an idle connection to server `id` that is still open, if any.
-pub fn checkout(id: u64) -> Option<Conn> {
-    IDLE.with(|idle| idle.borrow_mut().take(id, Conn::is_reusable))
+/// Takes an idle connection to server `id` that is still open, if any; `private`: one opened for
+/// that client only.
+pub fn checkout(id: u64, private: Option<SocketAddr>) -> Option<Conn> {
+    match private {
+        None => IDLE.with(|idle| idle.borrow_mut().take(id, Conn::is_reusable)),
+        Some(client) => PRIVATE.with(|idle| idle.borrow_mut().take((id, client), Conn::is_reusable)),
+    }
 }
 
 /// Returns a connection whose last exchange ended cleanly.
-pub fn release(id: u64, conn: Conn) {
-    IDLE.with(|idle| idle.borrow_mut().put(id, conn));
+pub fn release(id: u64, private: Option<SocketAddr>, conn: Conn) {
+    match private {
+        None => IDLE.with(|idle| idle.borrow_mut().put(id, conn)),
+        Some(client) => PRIVATE.with(|idle| idle.borrow_mut().put((id, client), conn)),
+    }
 }
 
 /// Closes this worker's pooled connections that have not been used for a while; called every
 /// [`IDLE_SWEEP_EVERY`].
 pub fn sweep_idle() {
     IDLE.with(|idle| idle.borrow_mut().sweep());
+    PRIVATE.with(|idle| idle.borrow_mut().sweep());
+    super::upstream_h2::sweep_idle();
 }
 
-/// Why a connection could not be opened.
-#[derive(Debug)]
-pub enum ConnectError {
-    /// Refused, reset or unreachable.
-    Io(io::Error),
-    /// No answer within the connect timeout.
-    Timeout,
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Io(e) => write!(f, "connect: {e}"),
-            ConnectError::Timeout => f.write_str("connect timed out"),
-        }
-    }
-}
-
-/// Opens a new connection to `addr`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
-    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(ConnectError::Io(e)),
-        Err(_) => return Err(ConnectError::Timeout),
-    };
-    // Small requests and responses must not wait for Nagle.
-    let _ = io.set_nodelay(true);
+/// Opens a new connection to a server.
+pub async fn connect(dial: &Dial<'_>) -> Result<Conn, ConnectError> {
+    let io = super::upstream_io::open(dial).await?;
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
     Ok(Conn {
         io,
@@ -255,7 +234,7 @@ impl Upload {
     }
 
     /// Moves the body forward: takes what the client sent, writes what the server accepts.
-    fn poll(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
+    fn poll(&mut self, io: &mut UpstreamIo, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
         loop {
             while !self.pending.is_empty() {
                 let mut slices = [io::IoSlice::new(&[]); 3];
@@ -282,13 +261,25 @@ impl Upload {
                     }
                 }
             }
-            if self.ended {
+            if self.ended || self.body.is_none() {
+                // The body is written only once TLS has sent what it held back.
+                ready!(io.poll_flush_held(cx)).map_err(UploadError::Server)?;
                 return Poll::Ready(Ok(()));
             }
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
-            match ready!(Pin::new(body).poll_frame(cx)) {
+            let frame = match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    // Waiting for the client: what was written must not wait in TLS meanwhile.
+                    if let Poll::Ready(Err(e)) = io.poll_flush_held(cx) {
+                        return Poll::Ready(Err(UploadError::Server(e)));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match frame {
                 None => {
                     self.ended = true;
                     if self.chunked {
@@ -347,7 +338,7 @@ const LINGER_FOR: Duration = Duration::from_secs(30);
 const LINGER_IDLE: Duration = Duration::from_secs(5);
 
 /// Reads and discards the rest of a client's body, bounded by [`LINGER_FOR`] and [`LINGER_IDLE`].
-async fn linger(mut body: Incoming) {
+pub(super) async fn linger(mut body: Incoming) {
     let until = tokio::time::Instant::now() + LINGER_FOR;
     loop {
         let next = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
@@ -417,6 +408,10 @@ pub async fn send(
                 Err(e) => return Poll::Ready(Err(SendError::NoResponse(e))),
             }
         }
+        // Not awaited: a server may answer before it reads all of the request.
+        if let Poll::Ready(Err(e)) = conn.io.poll_flush_held(cx) {
+            return Poll::Ready(Err(SendError::NoResponse(e)));
+        }
         if let Some(u) = upload.as_mut()
             && !u.is_done()
             && !u.broken
@@ -461,18 +456,51 @@ pub async fn send(
 /// A response body read from the server as the client side asks for it.
 pub struct UpstreamBody {
     conn: Conn,
+    /// The client a private connection belongs to (`send_proxy` pools).
+    private: Option<SocketAddr>,
     decoder: BodyDecoder,
     upload: Option<Upload>,
     keep_alive: bool,
     failed: bool,
+    /// The trailer fields of a chunked body, once read, until handed on.
+    trailers: Option<Box<http::HeaderMap>>,
+}
+
+/// Whether the decoder's next step reaches a chunked body's last chunk: `Some(Some(at))` when
+/// its trailer section starts at `buf[at..]`, `Some(None)` when more bytes must be read to know,
+/// `None` otherwise (most calls: a look at one byte).
+fn trailers_at(decoder: BodyDecoder, buf: &[u8]) -> Option<Option<usize>> {
+    let start = match decoder {
+        BodyDecoder::Chunked(Chunk::Trailers(0)) => return Some(Some(0)),
+        BodyDecoder::Chunked(Chunk::Size) => 0,
+        BodyDecoder::Chunked(Chunk::DataEnd) if buf.starts_with(b"\r\n") => 2,
+        _ => return None,
+    };
+    // The last chunk's size is zero: "0", or more zeros.
+    if buf.get(start) != Some(&b'0') {
+        return None;
+    }
+    match httparse::parse_chunk_size(&buf[start..]) {
+        Ok(httparse::Status::Complete((used, 0))) => Some(Some(start + used)),
+        Ok(httparse::Status::Complete(_)) | Err(_) => None,
+        Ok(httparse::Status::Partial) => Some(None),
+    }
 }
 
 impl UpstreamBody {
     /// The body, delimited by `framing`, of a response whose head was just read from `conn`.
-    pub fn new(conn: Conn, framing: BodyFraming, keep_alive: bool, upload: Option<Upload>) -> UpstreamBody {
+    pub fn new(
+        conn: Conn,
+        private: Option<SocketAddr>,
+        framing: BodyFraming,
+        keep_alive: bool,
+        upload: Option<Upload>,
+    ) -> UpstreamBody {
         UpstreamBody {
             conn,
+            private,
             decoder: BodyDecoder::new(framing),
+            trailers: None,
             upload,
             keep_alive,
             failed: false,
@@ -503,7 +531,21 @@ impl UpstreamBody {
             }
         }
         loop {
-            match self.decoder.step(&mut self.conn.buf) {
+            // The decoder skips trailer fields line by line; they are read here first, whole,
+            // so that an HTTP/2 client gets them (the message rules stay in h1.rs).
+            let mut need_more = false;
+            if let Some(at) = trailers_at(self.decoder, &self.conn.buf) {
+                match at.map(|at| trailer_section(&self.conn.buf[at..])) {
+                    Some(TrailerSection::Fields(t)) => self.trailers = Some(Box::new(t)),
+                    Some(TrailerSection::Incomplete) | None => need_more = true,
+                    Some(TrailerSection::None) => {}
+                }
+            }
+            match if need_more {
+                Ok(Step::NeedMore)
+            } else {
+                self.decoder.step(&mut self.conn.buf)
+            } {
                 Ok(Step::Data(d)) => return Poll::Ready(Some(Ok(d))),
                 Ok(Step::Done) => return Poll::Ready(None),
                 Ok(Step::NeedMore) => {}
@@ -531,9 +573,17 @@ impl UpstreamBody {
         }
     }
 
-    /// The body has been read to its end.
+    /// The body has been read to its end and its trailers, if any, handed on.
     pub fn is_end_stream(&self) -> bool {
-        self.decoder.is_done()
+        self.decoder.is_done() && self.trailers.is_none()
+    }
+
+    /// The trailer fields of the body, once it has ended.
+    pub fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        if !self.decoder.is_done() {
+            return None;
+        }
+        self.trailers.take().map(|t| *t)
     }
 
     /// Bytes of body left, when known.
@@ -541,8 +591,9 @@ impl UpstreamBody {
         self.decoder.remaining()
     }
 
-    /// The connection, if the exchange ended cleanly and it can carry another request.
-    pub fn into_reusable(self) -> Option<Conn> {
+    /// The connection and the client it is private to, if the exchange ended cleanly and it
+    /// can carry another request.
+    pub fn into_reusable(self) -> Option<(Conn, Option<SocketAddr>)> {
         let end = h1::ExchangeEnd {
             body_done: self.decoder.is_done(),
             head_allows: self.keep_alive,
@@ -550,7 +601,7 @@ impl UpstreamBody {
             request_sent: self.upload.as_ref().is_none_or(Upload::is_done),
             leftover: !self.conn.buf.is_empty(),
         };
-        h1::reusable_after_exchange(end).then_some(self.conn)
+        h1::reusable_after_exchange(end).then_some((self.conn, self.private))
     }
 
     /// The connection and what was read of it beyond the head, for a protocol switch.
@@ -565,12 +616,12 @@ mod tests {
 
     #[test]
     fn takes_the_most_recent_usable_item() {
-        let mut pool = IdlePool::new();
+        let mut pool: IdlePool<u64, i32> = IdlePool::new();
         pool.put(1, 10);
         pool.put(1, 11);
         pool.put(1, 12);
         pool.put(2, 20);
-        assert_eq!(pool.take(1, |&n| n != 12), Some(11), "12 is unusable and dropped");
+        assert_eq!(pool.take(1, |n| *n != 12), Some(11), "12 is unusable and dropped");
         assert_eq!(pool.len(1), 1);
         assert_eq!(pool.take(2, |_| true), Some(20));
         assert_eq!(pool.take(2, |_| true), None);
@@ -579,7 +630,7 @@ mod tests {
 
     #[test]
     fn idle_items_expire_after_two_sweeps() {
-        let mut pool = IdlePool::new();
+        let mut pool: IdlePool<u64, &str> = IdlePool::new();
         pool.put(1, "old");
         pool.sweep();
         pool.put(1, "newer");
@@ -601,8 +652,36 @@ mod tests {
     }
 
     #[test]
+    fn the_last_chunk_is_found_before_the_decoder_passes_it() {
+        let size = BodyDecoder::Chunked(Chunk::Size);
+        let end = BodyDecoder::Chunked(Chunk::DataEnd);
+        assert_eq!(trailers_at(size, b"0\r\nx: 1\r\n\r\n"), Some(Some(3)));
+        assert_eq!(trailers_at(size, b"000;ext=1\r\n\r\n"), Some(Some(11)));
+        assert_eq!(trailers_at(end, b"\r\n0\r\n\r\n"), Some(Some(5)));
+        assert_eq!(trailers_at(size, b"0"), Some(None), "more must be read to know");
+        assert_eq!(trailers_at(size, b"0a\r\n"), None, "a chunk of ten bytes");
+        assert_eq!(trailers_at(size, b"5\r\nhello"), None);
+        assert_eq!(trailers_at(BodyDecoder::Length(5), b"0\r\n"), None);
+        assert_eq!(
+            trailers_at(BodyDecoder::Chunked(Chunk::Trailers(0)), b""),
+            Some(Some(0))
+        );
+    }
+
+    #[test]
+    fn private_items_are_kept_per_server_and_client() {
+        let mut pool: IdlePool<(u64, SocketAddr), &str, RandomState> = IdlePool::new();
+        let a: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.1:5001".parse().unwrap();
+        pool.put((1, a), "for a");
+        assert_eq!(pool.take((1, b), |_| true), None, "another client gets nothing");
+        assert_eq!(pool.take((2, a), |_| true), None, "nor another server");
+        assert_eq!(pool.take((1, a), |_| true), Some("for a"));
+    }
+
+    #[test]
     fn keeps_at_most_the_limit_per_server() {
-        let mut pool = IdlePool::new();
+        let mut pool: IdlePool<u64, usize> = IdlePool::new();
         for i in 0..MAX_IDLE_PER_SERVER + 10 {
             pool.put(7, i);
         }

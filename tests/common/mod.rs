@@ -4,6 +4,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -615,6 +617,8 @@ pub async fn terminate_gracefully(child: &mut tokio::process::Child) {
 
 /// An HTTP/1.1 client that uses no proxy from the environment and follows no redirect.
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a provider of its own; another test may have installed it.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .http1_only()

@@ -82,6 +82,25 @@ impl Snapshot {
         let mut pools = HashMap::new();
         for p in &config.pools {
             let (algorithm, hash_key) = algorithm_of(&p.balance);
+            let tls = match &p.tls {
+                None => None,
+                Some(t) => {
+                    if !t.verify {
+                        tracing::warn!(
+                            "pool `{}`: tls verify = false: the servers' certificates are not checked, \
+                             so anyone on the path can read and change this traffic",
+                            p.name
+                        );
+                    }
+                    match super::super::upstream_tls::TlsClient::build(&p.name, t, p.protocol) {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    }
+                }
+            };
             let settings = PoolSettings {
                 retries: p.retries.min(10),
                 connect_timeout: p.connect_timeout,
@@ -92,6 +111,9 @@ impl Snapshot {
                 health: p.health.clone(),
                 passive: p.passive,
                 slow_start: p.slow_start,
+                protocol: p.protocol,
+                tls,
+                send_proxy: p.send_proxy,
             };
             let old_members = previous
                 .and_then(|s| s.pools.get(&p.name))
@@ -238,26 +260,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
     // Nothing is only warned about today (health checks and passive ejection, once warned
     // about, now run); the list stays for the next setting whose runtime comes later.
     let warnings = Vec::new();
-    for p in &config.pools {
-        if p.tls.is_some() {
-            errors.push(format!(
-                "pool `{}`: tls is not supported by this version yet",
-                p.name
-            ));
-        }
-        if p.protocol != crate::config::UpstreamProtocol::Http1 {
-            errors.push(format!(
-                "pool `{}`: protocol h2/h2c is not supported by this version yet",
-                p.name
-            ));
-        }
-        if p.send_proxy.is_some() {
-            errors.push(format!(
-                "pool `{}`: send_proxy is not supported by this version yet",
-                p.name
-            ));
-        }
-    }
     for r in &config.routes {
         if let Some(m) = &r.maintenance
             && (m.enabled || !m.windows.is_empty())

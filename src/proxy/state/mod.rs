@@ -56,6 +56,12 @@ pub struct PoolSettings {
     pub passive: Option<config::PassiveConfig>,
     /// Slow start: how long a server coming back ramps to its full weight.
     pub slow_start: Option<Duration>,
+    /// HTTP/1.1, h2 over TLS or h2c towards the servers.
+    pub protocol: config::UpstreamProtocol,
+    /// TLS towards the servers, if the pool has `tls`.
+    pub tls: Option<Arc<super::upstream_tls::TlsClient>>,
+    /// The PROXY header version sent first on each connection, if `send_proxy`.
+    pub send_proxy: Option<config::ProxyVersion>,
 }
 
 /// A pool: its settings and its current members, swapped atomically on change.

@@ -1,0 +1,148 @@
+//! One attempt's connection and what becomes of its response: a pooled or new HTTP/1.1
+//! connection to the chosen server (opened with the pool's PROXY header and TLS), the server's
+//! in-flight count, the response handed to the client (streamed body or WebSocket tunnel).
+//!
+//! Owns: the glue between `forward.rs` (which server, retries) and `upstream.rs` (the
+//! exchange's I/O). Must not touch: routing, retries or the choice of server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{Response, StatusCode};
+
+use super::body::{Exchange, ResponseBody};
+use super::forward::bad_gateway;
+use super::h1;
+use super::state::{Pool, Server};
+use super::upstream::{self, Conn, ConnectError, Upload, UpstreamBody};
+
+/// Counts a request in flight on a server until dropped or turned into an [`Exchange`].
+pub(super) struct InFlight(Option<Arc<Server>>);
+
+impl InFlight {
+    /// Counts a request on `server` (in flight, and in its total).
+    pub(super) fn new(server: Arc<Server>) -> InFlight {
+        server.in_flight.fetch_add(1, Ordering::Relaxed);
+        server.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(Some(server))
+    }
+
+    /// Hands the in-flight count to the response body.
+    pub(super) fn into_exchange(mut self) -> Option<Exchange> {
+        // The exchange takes over the in-flight count (and decrements it when dropped).
+        self.0.take().map(|server| Exchange { server })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection to `server`: an idle one if the worker has one (`true`), else a new one.
+///
+/// `proxied`: the pool sends a PROXY header, so the connection is private to that client.
+pub(super) async fn connection(
+    server: &Server,
+    pool: &Pool,
+    fresh: bool,
+    proxied: Option<&Proxied>,
+) -> Result<(Conn, bool), ConnectError> {
+    if !fresh && let Some(c) = upstream::checkout(server.id, proxied.map(|p| p.client)) {
+        return Ok((c, true));
+    }
+    // Boxed: opening a connection is rare once pools are warm, and its future would otherwise
+    // enlarge every request's future.
+    Box::pin(open(server, pool, proxied)).await.map(|s| (s, false))
+}
+
+/// Opens a connection to `server` as its pool says: PROXY header, TLS.
+pub(super) async fn open(
+    server: &Server,
+    pool: &Pool,
+    proxied: Option<&Proxied>,
+) -> Result<Conn, ConnectError> {
+    let settings = &pool.settings;
+    let header = match (settings.send_proxy, proxied) {
+        (Some(v), Some(p)) => Some(super::upstream_io::proxy_header(v, p.client, p.local)),
+        _ => None,
+    };
+    let dial = upstream::Dial {
+        addr: server.addr,
+        address: &server.address,
+        timeout: settings.connect_timeout,
+        tls: settings.tls.as_deref(),
+        proxy_header: header.as_deref(),
+    };
+    upstream::connect(&dial).await
+}
+
+/// The addresses a `send_proxy` pool announces for a request's client connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Proxied {
+    /// The client (`ConnCtx::peer`).
+    pub client: SocketAddr,
+    /// The address it connected to (`ConnCtx::local`).
+    pub local: SocketAddr,
+}
+
+/// The client's response from an HTTP/1.1 server's head: its body streamed from `conn`, or a
+/// tunnel after `101 Switching Protocols`.
+pub(super) fn upstream_response(
+    head: h1::ResponseHead,
+    guard: InFlight,
+    conn: Conn,
+    private: Option<SocketAddr>,
+    upload: Option<Upload>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ResponseBody> {
+    let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
+    let body = if upgraded {
+        let Some(client) = client_upgrade else {
+            tracing::debug!("server switched protocols unasked");
+            return bad_gateway();
+        };
+        tokio::task::spawn_local(tunnel(client, conn));
+        ResponseBody::empty()
+    } else {
+        match guard.into_exchange() {
+            Some(exchange) => ResponseBody::upstream(
+                Box::new(UpstreamBody::new(
+                    conn,
+                    private,
+                    head.framing,
+                    head.keep_alive,
+                    upload,
+                )),
+                exchange,
+            ),
+            None => ResponseBody::empty(),
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = head.headers;
+    resp
+}
+
+/// Joins the client and the server once the client side has switched protocols.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, mut conn: Conn) {
+    use tokio::io::AsyncWriteExt;
+    let client = match client.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    // Bytes the server sent right after its 101 were read with the head.
+    if !conn.buf.is_empty() && client.write_all(&conn.buf).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut conn.io).await;
+}
