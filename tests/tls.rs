@@ -579,3 +579,38 @@ async fn redirect_https_beside_a_tls_listener_keeps_host_path_and_query() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_proxy_header_before_the_handshake_names_the_client() {
+    bounded(async {
+        let backend = Backend::start("b").await;
+        let ca = TestCa::new();
+        let dir = temp_dir("proxy-tls");
+        let pair = write_leaf(&dir, "site", &ca.leaf(&["app.test"]));
+        let mut c = tls_config(&backend, vec![pair]);
+        c.listeners[0].proxy_protocol = true;
+        let proxy = Proxy::start(c);
+        let src: SocketAddr = "203.0.113.7:40000".parse().expect("address");
+        let dst: SocketAddr = "192.0.2.1:443".parse().expect("address");
+        for header in [common::edge::proxy_v1(src, dst), common::edge::proxy_v2(src, dst)] {
+            let mut tcp = TcpStream::connect(proxy.addr).await.expect("connect");
+            // An L4 balancer in front: the PROXY header first, then the client's own handshake.
+            tcp.write_all(&header).await.expect("PROXY header");
+            let name = rustls::pki_types::ServerName::try_from("app.test").expect("name");
+            let connector =
+                tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config(&ca, &[b"http/1.1"])));
+            let mut tls = connector
+                .connect(name, tcp)
+                .await
+                .expect("handshake after the PROXY header");
+            let (status, _, body) = h1_get(&mut tls, "app.test", "/").await;
+            assert_eq!(status, 200);
+            let seen = Seen::parse(&body);
+            assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7"));
+            assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+        }
+        proxy.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+}
