@@ -11,6 +11,7 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod listeners;
+mod protocols;
 pub mod proxy_protocol;
 pub mod reload;
 mod send_timeout;

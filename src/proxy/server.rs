@@ -28,6 +28,8 @@ use super::conn_state::TrackedStream;
 pub use super::conn_state::{ConnState, ConnToken};
 use super::forward::{self, ConnCtx};
 use super::listeners::{self, Batch, Change, LiveListener};
+use super::protocols::LocalExec;
+pub(super) use super::protocols::Protocols;
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
 
@@ -63,16 +65,6 @@ pub struct ListenerStatus {
     pub bind: SocketAddr,
     /// Client connections open now.
     pub open: usize,
-}
-
-/// Runs hyper's tasks (HTTP/2 streams, upstream connections) on the worker's own thread.
-#[derive(Clone, Copy, Debug)]
-struct LocalExec;
-
-impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
 }
 
 /// State shared by all workers.
@@ -280,75 +272,6 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
-    }
-}
-
-/// The HTTP connection settings of one listener, shared by its connections.
-pub(super) struct Protocols {
-    http1: hyper::server::conn::http1::Builder,
-    http2: hyper::server::conn::http2::Builder<LocalExec>,
-    /// For the rare client whose first bytes leave the protocol open (see `serve_connection`).
-    auto: auto::Builder<LocalExec>,
-}
-
-impl Protocols {
-    pub(super) fn new(limits: &Limits) -> Protocols {
-        let max_buf = limits.max_header_bytes.max(8192);
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .keep_alive(true)
-            .writev(false)
-            .header_read_timeout(None)
-            .max_buf_size(max_buf);
-        let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
-        h2_limits(&mut http2, limits);
-        let mut auto = auto::Builder::new(LocalExec);
-        auto.http1()
-            .keep_alive(true)
-            .writev(false)
-            .header_read_timeout(None)
-            .max_buf_size(max_buf);
-        h2_limits(&mut auto.http2(), limits);
-        Protocols { http1, http2, auto }
-    }
-}
-
-/// Streams a client may have open at once on one HTTP/2 connection (nginx: 128, HAProxy: 100).
-pub const H2_MAX_STREAMS: u32 = 256;
-
-/// The limits that keep one HTTP/2 client from costing the others (see docs/operations.md).
-fn h2_limits<B: H2Limits>(b: &mut B, limits: &Limits) {
-    b.set_limits(
-        H2_MAX_STREAMS,
-        // Streams the client resets before they are served: over 20 is the rapid reset attack
-        // (CVE-2023-44487), answered with GOAWAY ENHANCE_YOUR_CALM.
-        20,
-        // Streams Ringway had to reset for the client's errors.
-        1024,
-        u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
-    );
-}
-
-/// The same settings on hyper's HTTP/2 builder and on the auto-detecting one's.
-trait H2Limits {
-    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32);
-}
-
-impl H2Limits for hyper::server::conn::http2::Builder<LocalExec> {
-    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32) {
-        self.max_concurrent_streams(streams)
-            .max_pending_accept_reset_streams(client_resets)
-            .max_local_error_reset_streams(local_resets)
-            .max_header_list_size(header_list);
-    }
-}
-
-impl H2Limits for auto::Http2Builder<'_, LocalExec> {
-    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32) {
-        self.max_concurrent_streams(streams)
-            .max_pending_accept_reset_streams(client_resets)
-            .max_local_error_reset_streams(local_resets)
-            .max_header_list_size(header_list);
     }
 }
 

@@ -33,22 +33,13 @@ use super::access_log::AccessRecord;
 use super::body::ResponseBody;
 use super::forward::{self, ConnCtx};
 use super::headers;
+use super::protocols::LocalExec;
 use super::state::{Pool, Server, Tried, pick_server};
 use super::upstream::ConnectError;
 use super::upstream_conn::{self, InFlight, Proxied};
 use super::upstream_translate as translate;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// Runs hyper's connection tasks on the worker's own thread (workers are single-threaded).
-#[derive(Clone, Copy)]
-struct LocalExec;
-
-impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
 
 /// One HTTP/2 connection to a server.
 struct H2Conn {
