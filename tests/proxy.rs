@@ -925,6 +925,94 @@ async fn websocket_upgrade_is_tunnelled() {
 }
 
 #[tokio::test]
+async fn a_websocket_tunnel_is_closed_after_idle_timeout_of_quiet() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let backend = Backend::start("ws").await;
+        let mut c = one_pool(Balance::RoundRobin, &addrs(&[&backend]));
+        c.listeners[0].limits.idle_timeout = Duration::from_millis(800);
+        let proxy = Proxy::start(c);
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+        stream
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.expect("read head");
+            assert!(n > 0, "closed during the 101 head");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        // Traffic keeps the tunnel open past the idle timeout.
+        for i in 0..5u8 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stream.write_all(&[i; 4]).await.expect("write on the tunnel");
+            let mut back = [0u8; 4];
+            stream
+                .read_exact(&mut back)
+                .await
+                .expect("echo through the tunnel");
+            assert_eq!(back, [i; 4]);
+        }
+        // Then quiet: the tunnel is closed after the idle timeout.
+        let quiet = std::time::Instant::now();
+        let mut rest = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut rest))
+            .await
+            .expect("the quiet tunnel was never closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "bytes on a quiet tunnel");
+        assert!(
+            quiet.elapsed() >= Duration::from_millis(700),
+            "closed too early: {:?}",
+            quiet.elapsed()
+        );
+        proxy.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_refused_websocket_upgrade_is_passed_back_unchanged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let server = common::edge::ScriptServer::start(|_, _| {
+            common::edge::Answer::keep(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 11\r\nX-Why: origin\r\n\r\nnot allowed",
+            )
+        })
+        .await;
+        let proxy = Proxy::start(one_pool(Balance::RoundRobin, &[server.addr.clone()]));
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+        stream
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.ends_with(b"not allowed") {
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        assert!(text.starts_with("http/1.1 403 forbidden"), "{text}");
+        assert!(text.contains("x-why: origin"), "{text}");
+        assert!(text.ends_with("\r\n\r\nnot allowed"), "{text}");
+        proxy.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn graceful_stop_gives_up_after_shutdown_grace() {
     bounded(async {
         let backend = Backend::start("stuck").await;

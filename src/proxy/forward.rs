@@ -32,6 +32,7 @@ use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
 use super::stats::{RouteStats, Stamp};
 use super::upstream::{self, ConnectError, SendError, Upload};
+use super::upstream_conn::ClientUpgrade;
 use super::upstream_conn::{InFlight, Proxied, connection, upstream_response};
 use crate::config::UpstreamProtocol;
 use crate::route;
@@ -395,7 +396,7 @@ struct Prepared {
     /// `HEAD`: the response has no body whatever its headers say.
     head_request: bool,
     /// The client side of a WebSocket upgrade.
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<Box<ClientUpgrade>>,
 }
 
 /// The rarer parts of a prepared request.
@@ -439,8 +440,14 @@ fn prepare(
         .as_ref()
         .and_then(|(key, f)| key.key_hash(req.uri(), req.headers(), client, *f));
     let (mut parts, body) = req.into_parts();
+    // Boxed: only upgrades pay for it, and the request's future stays within 1 KiB.
     let client_upgrade = if facts.websocket {
-        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>().map(|on| {
+            Box::new(ClientUpgrade {
+                on,
+                idle_timeout: limits.idle_timeout,
+            })
+        })
     } else {
         None
     };

@@ -98,7 +98,7 @@ pub(super) fn upstream_response(
     conn: Conn,
     private: Option<SocketAddr>,
     upload: Option<Upload>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<Box<ClientUpgrade>>,
 ) -> Response<ResponseBody> {
     let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
     let body = if upgraded {
@@ -106,7 +106,7 @@ pub(super) fn upstream_response(
             tracing::debug!("server switched protocols unasked");
             return bad_gateway();
         };
-        tokio::task::spawn_local(tunnel(client, conn));
+        tokio::task::spawn_local(tunnel(*client, conn));
         ResponseBody::empty()
     } else {
         match guard.into_exchange() {
@@ -129,10 +129,77 @@ pub(super) fn upstream_response(
     resp
 }
 
-/// Joins the client and the server once the client side has switched protocols.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, mut conn: Conn) {
+/// The client side of an upgrade (WebSocket), waiting for the server's 101.
+pub(super) struct ClientUpgrade {
+    /// Resolves to the client's connection once hyper has sent the 101.
+    pub(super) on: hyper::upgrade::OnUpgrade,
+    /// The listener's `idle_timeout`: a tunnel quiet in both directions for this long is closed
+    /// (nginx's `proxy_read_timeout`, HAProxy's `timeout tunnel`).
+    pub(super) idle_timeout: std::time::Duration,
+}
+
+/// A tunnel's stream that notes when bytes last went through it.
+struct Active<S> {
+    inner: S,
+    last: std::rc::Rc<std::cell::Cell<tokio::time::Instant>>,
+}
+
+impl<S> Active<S> {
+    fn moved<T>(&self, res: &std::task::Poll<std::io::Result<T>>, n: impl FnOnce(&T) -> bool) {
+        if let std::task::Poll::Ready(Ok(v)) = res
+            && n(v)
+        {
+            self.last.set(tokio::time::Instant::now());
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Active<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let grew = buf.filled().len() > before;
+        this.moved(&res, |_| grew);
+        res
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Active<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let res = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.moved(&res, |n| *n > 0);
+        res
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Joins the client and the server once the client side has switched protocols, until either
+/// closes or nothing crosses for the listener's `idle_timeout`.
+async fn tunnel(client: ClientUpgrade, mut conn: Conn) {
     use tokio::io::AsyncWriteExt;
-    let client = match client.await {
+    let idle = client.idle_timeout;
+    let client = match client.on.await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!("upgrade failed: {e}");
@@ -144,5 +211,26 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, mut conn: Conn) {
     if !conn.buf.is_empty() && client.write_all(&conn.buf).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut conn.io).await;
+    let last = std::rc::Rc::new(std::cell::Cell::new(tokio::time::Instant::now()));
+    let mut client = Active {
+        inner: client,
+        last: last.clone(),
+    };
+    let mut server = Active {
+        inner: &mut conn.io,
+        last: last.clone(),
+    };
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+    tokio::pin!(copy);
+    loop {
+        tokio::select! {
+            _ = &mut copy => return,
+            _ = tokio::time::sleep_until(last.get() + idle) => {
+                if last.get() + idle <= tokio::time::Instant::now() {
+                    tracing::debug!("tunnel closed: idle for {idle:?}");
+                    return;
+                }
+            }
+        }
+    }
 }
