@@ -987,7 +987,7 @@ async fn a_refused_websocket_upgrade_is_passed_back_unchanged() {
             )
         })
         .await;
-        let proxy = Proxy::start(one_pool(Balance::RoundRobin, &[server.addr.clone()]));
+        let proxy = Proxy::start(one_pool(Balance::RoundRobin, std::slice::from_ref(&server.addr)));
         let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
         stream
             .write_all(
