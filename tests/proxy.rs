@@ -887,25 +887,7 @@ async fn websocket_upgrade_is_tunnelled() {
         let backend = Backend::start("ws").await;
         let proxy = Proxy::start(one_pool(Balance::RoundRobin, &addrs(&[&backend])));
         let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
-        stream
-            .write_all(
-                b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .await
-            .expect("write");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut byte).await.expect("read head");
-            assert!(
-                n > 0,
-                "closed during the 101 head: {:?}",
-                String::from_utf8_lossy(&head)
-            );
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let head = websocket_open(&mut stream, "a").await;
         assert!(head.starts_with("http/1.1 101"), "{head}");
         assert!(head.contains("upgrade: websocket"), "{head}");
         assert!(head.contains("x-backend: ws"), "{head}");
@@ -933,21 +915,8 @@ async fn a_websocket_tunnel_is_closed_after_idle_timeout_of_quiet() {
         c.listeners[0].limits.idle_timeout = Duration::from_millis(800);
         let proxy = Proxy::start(c);
         let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
-        stream
-            .write_all(
-                b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .await
-            .expect("write");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut byte).await.expect("read head");
-            assert!(n > 0, "closed during the 101 head");
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let head = websocket_open(&mut stream, "a").await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
         // Traffic keeps the tunnel open past the idle timeout.
         for i in 0..5u8 {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -979,7 +948,7 @@ async fn a_websocket_tunnel_is_closed_after_idle_timeout_of_quiet() {
 
 #[tokio::test]
 async fn a_refused_websocket_upgrade_is_passed_back_unchanged() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     bounded(async {
         let server = common::edge::ScriptServer::start(|_, _| {
             common::edge::Answer::keep(
@@ -989,24 +958,13 @@ async fn a_refused_websocket_upgrade_is_passed_back_unchanged() {
         .await;
         let proxy = Proxy::start(one_pool(Balance::RoundRobin, std::slice::from_ref(&server.addr)));
         let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
-        stream
-            .write_all(
-                b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .await
-            .expect("write");
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !got.ends_with(b"not allowed") {
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&chunk[..n]);
-        }
-        let text = String::from_utf8_lossy(&got).to_lowercase();
-        assert!(text.starts_with("http/1.1 403 forbidden"), "{text}");
-        assert!(text.contains("x-why: origin"), "{text}");
-        assert!(text.ends_with("\r\n\r\nnot allowed"), "{text}");
+        let head = websocket_open(&mut stream, "a").await;
+        assert!(head.starts_with("http/1.1 403 forbidden"), "{head}");
+        assert!(head.contains("x-why: origin"), "{head}");
+        assert!(head.contains("content-length: 11"), "{head}");
+        let mut body = [0u8; 11];
+        stream.read_exact(&mut body).await.expect("the refusal's body");
+        assert_eq!(&body, b"not allowed");
         proxy.stop().await;
     })
     .await

@@ -498,25 +498,7 @@ async fn websocket_upgrade_is_tunnelled_over_tls() {
         let mut stream = connect(proxy.addr, "app.test", client_config(&ca, &[b"http/1.1"]))
             .await
             .expect("handshake");
-        stream
-            .write_all(
-                b"GET /chat HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .await
-            .expect("write");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut byte).await.expect("read head");
-            assert!(
-                n > 0,
-                "closed during the 101 head: {:?}",
-                String::from_utf8_lossy(&head)
-            );
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let head = websocket_open(&mut stream, "app.test").await;
         assert!(head.starts_with("http/1.1 101"), "{head}");
         assert!(head.contains("upgrade: websocket"), "{head}");
         assert!(head.contains("x-backend: ws"), "{head}");

@@ -859,3 +859,31 @@ pub fn ringway_command() -> tokio::process::Command {
     c
 }
 pub mod edge;
+
+/// Sends a WebSocket upgrade request for `host` on `stream` and reads the response head
+/// (lower-cased); panics if the connection closes first.
+pub async fn websocket_open<S>(stream: &mut S, host: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let req = format!(
+        "GET /chat HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .expect("write the upgrade request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read head");
+        assert!(
+            n > 0,
+            "closed during the response head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_lowercase()
+}
