@@ -550,7 +550,13 @@ async fn drive<C, E>(
     // real deadline, so requests themselves never touch the timer wheel. An HTTP/2 connection's
     // timer also advances the tick of its streams' send timeout.
     let tick = super::send_timeout::tick_length(limits.send_timeout);
-    let mut check_every = limits.header_timeout.min(limits.idle_timeout);
+    // A full socket starts `send_timeout` without waking this timer, so the timer also comes
+    // round at least once per `send_timeout`: a client that stopped reading is cut between one
+    // and two of them (at most `header_timeout` late with the defaults).
+    let mut check_every = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .min(limits.send_timeout);
     if state.streams.is_some() {
         check_every = check_every.min(tick);
     }
