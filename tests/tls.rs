@@ -32,38 +32,7 @@ async fn h1_get<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> (u16, String, Vec<u8>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("write request");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk).await.expect("read response");
-        assert!(
-            n > 0,
-            "closed before a response head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let status = parse_status(&head).expect("status line");
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .expect("a content-length response");
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let n = stream.read(&mut chunk).await.expect("read body");
-        assert!(n > 0, "closed inside the body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    (status, head, body)
+    read_response(stream).await
 }
 
 /// The DER of the leaf certificate in a PEM chain.

@@ -375,10 +375,22 @@ pub(super) fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Cow<'u, 
     }
 }
 
-enum Failure {
+/// Why no server answered (shared by the HTTP/1.1 and HTTP/2 paths).
+pub(super) enum Failure {
     Connect,
     ConnectTimeout,
     Reset,
+}
+
+impl Failure {
+    /// What a failed connection attempt counts as: 504 if it timed out, 502 otherwise.
+    pub(super) fn of_connect(e: &ConnectError) -> Failure {
+        if matches!(e, ConnectError::Timeout) {
+            Failure::ConnectTimeout
+        } else {
+            Failure::Connect
+        }
+    }
 }
 
 /// A request made ready for the server: its head written, its body waiting to be sent.
@@ -544,11 +556,7 @@ async fn forward(
                 Ok(s) => s,
                 Err(e) => {
                     crate::health::upstream_failed(pool, &server, &e);
-                    failure = Some(if matches!(e, ConnectError::Timeout) {
-                        Failure::ConnectTimeout
-                    } else {
-                        Failure::Connect
-                    });
+                    failure = Some(Failure::of_connect(&e));
                     break None;
                 }
             };

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
 use super::body::ResponseBody;
-use super::forward::{self, ConnCtx};
+use super::forward::{self, ConnCtx, Failure};
 use super::headers;
 use super::protocols::LocalExec;
 use super::state::{Pool, Server, Tried, pick_server};
@@ -394,13 +394,6 @@ pub fn prepare(
     })
 }
 
-/// Why no server answered.
-enum Failure {
-    Connect,
-    ConnectTimeout,
-    Reset,
-}
-
 /// Sends a prepared request to an HTTP/2 pool's servers, with retries per DESIGN.md 1.7.
 pub async fn forward(
     mut req: Prepared,
@@ -432,11 +425,7 @@ pub async fn forward(
                 Ok(s) => s,
                 Err(e) => {
                     crate::health::upstream_failed(pool, &server, &e);
-                    failure = Some(if matches!(e, ConnectError::Timeout) {
-                        Failure::ConnectTimeout
-                    } else {
-                        Failure::Connect
-                    });
+                    failure = Some(Failure::of_connect(&e));
                     break None;
                 }
             };

@@ -759,7 +759,7 @@ pub fn parse_status(text: &str) -> Option<u16> {
 }
 
 /// Reads one response with a `Content-Length` body from `stream`; returns (status, head, body).
-pub async fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (u16, String, Vec<u8>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
