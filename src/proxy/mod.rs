@@ -9,6 +9,7 @@ pub mod client_addr;
 mod conn_state;
 pub mod forward;
 pub mod h1;
+pub mod h1_server;
 pub mod headers;
 pub mod listeners;
 mod protocols;
