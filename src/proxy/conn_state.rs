@@ -6,14 +6,13 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::headers::HeadScan;
 use crate::config::Limits;
 
 /// Liveness of one client connection, read by its header and idle timeouts.
@@ -28,9 +27,6 @@ pub struct ConnState {
     head_started: AtomicU64,
     /// Milliseconds since `opened` when the last response ended.
     idle_since: AtomicU64,
-    /// What the scan of the head being read found (hyper hides `Content-Length` next to
-    /// `Transfer-Encoding`), as bits.
-    head_scan: AtomicU8,
     /// Milliseconds since `opened` + 1 when a write to the client first found its socket full;
     /// 0 = the last write went through. `send_timeout` runs from it.
     write_blocked: AtomicU64,
@@ -49,7 +45,6 @@ impl ConnState {
             in_flight: AtomicU32::new(0),
             head_started: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
-            head_scan: AtomicU8::new(0),
             write_blocked: AtomicU64::new(0),
             streams: h2.then(Box::default),
         }
@@ -64,34 +59,7 @@ impl ConnState {
         u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether the head of the request just received had a `Content-Length` line.
-    pub fn head_had_content_length(&self) -> bool {
-        self.head_scan.load(Ordering::Relaxed) & HEAD_HAS_CL != 0
-    }
-
-    fn scan_head(&self, bytes: &[u8]) {
-        let bits = self.head_scan.load(Ordering::Relaxed);
-        if bits & HEAD_ENDED != 0 {
-            return;
-        }
-        let before = HeadScan {
-            content_length: bits & HEAD_HAS_CL != 0,
-            ended: false,
-            mid_line: bits & HEAD_MID_LINE != 0,
-            pending_cr: bits & HEAD_PENDING_CR != 0,
-        };
-        let after = before.feed(bytes);
-        let bit = |on: bool, b: u8| if on { b } else { 0 };
-        let next = bit(after.content_length, HEAD_HAS_CL)
-            | bit(after.ended, HEAD_ENDED)
-            | bit(after.mid_line, HEAD_MID_LINE)
-            | bit(after.pending_cr, HEAD_PENDING_CR);
-        if next != bits {
-            self.head_scan.store(next, Ordering::Relaxed);
-        }
-    }
-
-    /// A request arrived; the head scan restarts for the next one.
+    /// A request arrived: it is in flight until the token drops.
     pub fn begin(self: &Arc<Self>) -> ConnToken {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
@@ -147,15 +115,9 @@ impl Drop for ConnToken {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.0.idle_since.store(self.0.now_ms(), Ordering::Relaxed);
-            self.0.head_scan.store(0, Ordering::Relaxed);
         }
     }
 }
-
-const HEAD_HAS_CL: u8 = 1;
-const HEAD_ENDED: u8 = 2;
-const HEAD_MID_LINE: u8 = 4;
-const HEAD_PENDING_CR: u8 = 8;
 
 /// A client stream (TCP or TLS) that notes when a request head starts arriving on an idle
 /// connection.
@@ -175,9 +137,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedStream<S> {
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.note_read();
-            if this.state.in_flight.load(Ordering::Relaxed) == 0 {
-                this.state.scan_head(&buf.filled()[before..]);
-            }
         }
         res
     }

@@ -21,13 +21,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
 use super::body::{ResponseBody, Tally};
 use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
+use super::request_body::RequestBody;
 use super::server::{ConnState, ConnToken, ListenerCtx};
 use super::state::{Pool, RouteTarget, Server, Snapshot, Tried, pick_server};
 use super::stats::{RouteStats, Stamp};
@@ -177,7 +177,7 @@ impl Finish {
 /// Everything that needs no waiting (routing, header rewriting, the request head for the
 /// server) is done here, before the future is made: what the future must keep is then small,
 /// and it is built (and copied to the heap) for every request.
-pub fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Answer {
+pub fn handle(req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
     let token = ctx.state.begin();
     // Taken per request, not per connection: after a reload the next request of a keep-alive
     // connection already uses the new routes, while this one finishes on the ones it started with.
@@ -289,15 +289,14 @@ enum Decision<'a> {
 }
 
 fn decide<'a>(
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     ctx: &ConnCtx,
     snapshot: &'a Snapshot,
     matched: &mut Option<usize>,
 ) -> Decision<'a> {
-    let mut facts = headers::RequestFacts::of(req.headers());
-    if facts.transfer_encoding && req.version() != Version::HTTP_2 && ctx.state.head_had_content_length() {
-        facts.bad_content_length = true;
-    }
+    // Ringway's HTTP/1.1 connection refused bad framing already (`h1_server::head`); this
+    // check is for what hyper's HTTP/2 server lets through.
+    let facts = headers::RequestFacts::of(req.headers());
     if let Some(why) = facts.framing_error(req.version()) {
         tracing::debug!("400 from {}: {why}", ctx.peer);
         return Decision::Answer(bad_request());
@@ -434,7 +433,7 @@ struct Hostless {
 /// id, the target with the route's prefix removed; then writes its head. `None` if its declared
 /// body is over `max_body_bytes`.
 fn prepare(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     facts: headers::RequestFacts,
     ctx: &ConnCtx,
     client: std::net::IpAddr,
@@ -454,12 +453,15 @@ fn prepare(
     let (mut parts, body) = req.into_parts();
     // Boxed: only upgrades pay for it, and the request's future stays within 1 KiB.
     let client_upgrade = if facts.websocket {
-        parts.extensions.remove::<hyper::upgrade::OnUpgrade>().map(|on| {
-            Box::new(ClientUpgrade {
-                on,
-                idle_timeout: limits.idle_timeout,
+        parts
+            .extensions
+            .remove::<super::h1_server::OnUpgrade>()
+            .map(|on| {
+                Box::new(ClientUpgrade {
+                    on,
+                    idle_timeout: limits.idle_timeout,
+                })
             })
-        })
     } else {
         None
     };

@@ -121,68 +121,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// What a scan of raw request-head bytes found, carried from one read to the next.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HeadScan {
-    /// A `Content-Length` header line was seen.
-    pub content_length: bool,
-    /// The empty line that ends the head was seen; later bytes are body.
-    pub ended: bool,
-    /// The bytes so far end in the middle of a line.
-    pub mid_line: bool,
-    /// That unfinished line is a lone `\r` (the head's final line may be split after it).
-    pub pending_cr: bool,
-}
-
-impl HeadScan {
-    /// Scans the next bytes read of a request head for a `Content-Length` header line.
-    ///
-    /// hyper drops `Content-Length` from a request that also has `Transfer-Encoding` (RFC 9112
-    /// 6.3 lets a recipient do that), so the proxy, which must refuse such a request outright,
-    /// looks for it in the bytes of the head as they are read. A name split across two reads
-    /// is not seen; hyper's own handling (chunked wins, connection closed) still applies then.
-    pub fn feed(mut self, bytes: &[u8]) -> HeadScan {
-        const NAME: &[u8] = b"content-length:";
-        if self.ended || bytes.is_empty() {
-            return self;
-        }
-        let starts_with_name = |at: usize| {
-            bytes.len() >= at + NAME.len() && bytes[at..at + NAME.len()].eq_ignore_ascii_case(NAME)
-        };
-        if !self.mid_line && starts_with_name(0) {
-            self.content_length = true;
-        }
-        let mut line_start = 0;
-        let mut line_is_continuation = self.mid_line;
-        for i in memchr::memchr_iter(b'\n', bytes) {
-            let line = &bytes[line_start..i];
-            let empty = if line_is_continuation {
-                self.pending_cr && line.is_empty()
-            } else {
-                line.is_empty() || line == b"\r"
-            };
-            // An empty line ends the head; what follows is body.
-            if empty {
-                self.ended = true;
-                return self;
-            }
-            line_start = i + 1;
-            line_is_continuation = false;
-            if starts_with_name(line_start) {
-                self.content_length = true;
-            }
-        }
-        let rest = &bytes[line_start..];
-        self.pending_cr = if line_is_continuation && line_start == 0 {
-            false
-        } else {
-            rest == b"\r"
-        };
-        self.mid_line = !rest.is_empty() || line_is_continuation;
-        self
-    }
-}
-
 /// What the proxy needs to know of a request's headers, gathered in one pass.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestFacts {
@@ -447,30 +385,6 @@ mod tests {
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
         assert!(err(&h, http::Version::HTTP_11).is_some());
-    }
-
-    #[test]
-    fn head_scan() {
-        let scan = |chunks: &[&[u8]]| chunks.iter().fold(HeadScan::default(), |s, c| s.feed(c));
-        let head: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
-        let whole = scan(&[head]);
-        assert!(whole.content_length && whole.ended);
-        // Split anywhere (hyper-util reads the first 24 bytes alone): the same answer.
-        for at in 1..head.len() {
-            let split = scan(&[&head[..at], &head[at..]]);
-            assert!(split.ended, "split at {at}");
-            let name_at = 26;
-            if at <= name_at || at >= name_at + 15 {
-                assert!(split.content_length, "split at {at}");
-            }
-        }
-        let get = scan(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
-        assert!(!get.content_length && get.ended);
-        // Body text after the head does not count.
-        let body = scan(&[b"POST / HTTP/1.1\r\n\r\nx\r\ncontent-length: 1\r\n"]);
-        assert!(!body.content_length && body.ended);
-        let open = scan(&[b"POST / HTTP/1.1\r\ncontent-LENGTH: 1\r\n"]);
-        assert!(open.content_length && !open.ended);
     }
 
     #[test]

@@ -1,12 +1,10 @@
-//! The HTTP settings of a listener's client connections: hyper's HTTP/1.1 and HTTP/2 builders
-//! with Ringway's limits (the HTTP/2 ones that keep one client from costing the others), and the
+//! The HTTP/2 settings of a listener's client connections: hyper's HTTP/2 builder with Ringway's
+//! limits (the HTTP/2 ones that keep one client from costing the others), and the
 //! executor that runs hyper's tasks on the worker's own thread.
 //!
 //! Must not touch: serving a connection (server.rs).
 
 use std::future::Future;
-
-use hyper_util::server::conn::auto;
 
 use crate::config::Limits;
 
@@ -22,31 +20,14 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
 
 /// The HTTP connection settings of one listener, shared by its connections.
 pub(super) struct Protocols {
-    pub(super) http1: hyper::server::conn::http1::Builder,
     pub(super) http2: hyper::server::conn::http2::Builder<LocalExec>,
-    /// For the rare client whose first bytes leave the protocol open (see `serve_connection`).
-    pub(super) auto: auto::Builder<LocalExec>,
 }
 
 impl Protocols {
     pub(super) fn new(limits: &Limits) -> Protocols {
-        let max_buf = limits.max_header_bytes.max(8192);
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .keep_alive(true)
-            .writev(false)
-            .header_read_timeout(None)
-            .max_buf_size(max_buf);
         let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
         h2_limits(&mut http2, limits);
-        let mut auto = auto::Builder::new(LocalExec);
-        auto.http1()
-            .keep_alive(true)
-            .writev(false)
-            .header_read_timeout(None)
-            .max_buf_size(max_buf);
-        h2_limits(&mut auto.http2(), limits);
-        Protocols { http1, http2, auto }
+        Protocols { http2 }
     }
 }
 
@@ -66,21 +47,12 @@ fn h2_limits<B: H2Limits>(b: &mut B, limits: &Limits) {
     );
 }
 
-/// The same settings on hyper's HTTP/2 builder and on the auto-detecting one's.
+/// The HTTP/2 limits as one call.
 trait H2Limits {
     fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32);
 }
 
 impl H2Limits for hyper::server::conn::http2::Builder<LocalExec> {
-    fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32) {
-        self.max_concurrent_streams(streams)
-            .max_pending_accept_reset_streams(client_resets)
-            .max_local_error_reset_streams(local_resets)
-            .max_header_list_size(header_list);
-    }
-}
-
-impl H2Limits for auto::Http2Builder<'_, LocalExec> {
     fn set_limits(&mut self, streams: u32, client_resets: usize, local_resets: usize, header_list: u32) {
         self.max_concurrent_streams(streams)
             .max_pending_accept_reset_streams(client_resets)

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -30,6 +29,7 @@ use super::forward::{self, ConnCtx};
 use super::listeners::{self, Batch, Change, LiveListener};
 use super::protocols::LocalExec;
 pub(super) use super::protocols::Protocols;
+use super::request_body::RequestBody;
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
 
@@ -298,22 +298,37 @@ async fn first_bytes(stream: &TcpStream) -> FirstBytes {
     }
 }
 
+/// Reads from a client whose first bytes were a prefix of the HTTP/2 preface until they tell
+/// which protocol it speaks; `None` if it closed first.
+async fn read_until_decided(
+    mut stream: TcpStream,
+) -> Option<(super::prefixed::Prefixed<TcpStream>, FirstBytes)> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::with_capacity(H2_PREFACE_START.len());
+    let mut byte = [0u8; 1];
+    // One byte at a time: nothing after the decision is taken from the stream.
+    while H2_PREFACE_START.starts_with(&read) && read.len() < H2_PREFACE_START.len() {
+        match stream.read(&mut byte).await {
+            Ok(1) => read.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let speaks = if read == H2_PREFACE_START {
+        FirstBytes::Http2
+    } else {
+        FirstBytes::Http1
+    };
+    let stream = super::prefixed::Prefixed {
+        prefix: bytes::Bytes::from(read),
+        inner: stream,
+    };
+    Some((stream, speaks))
+}
+
 /// A served connection as the connection loop drives it, whatever its protocol.
 trait ServedConnection {
     /// Finishes the requests in flight and accepts no more.
     fn shut_down(self: Pin<&mut Self>);
-}
-
-impl<S, I> ServedConnection
-    for hyper::server::conn::http1::UpgradeableConnection<TokioIo<TrackedStream<I>>, S>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shut_down(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
 }
 
 impl<S, I> ServedConnection
@@ -329,15 +344,9 @@ where
     }
 }
 
-impl<S, I> ServedConnection for auto::UpgradeableConnection<'_, TokioIo<TrackedStream<I>>, S, LocalExec>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::body::ResponseBody>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    LocalExec: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, super::body::ResponseBody>,
-{
+impl ServedConnection for super::h1_server::H1Connection {
     fn shut_down(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+        super::h1_server::H1Connection::shut_down(&self);
     }
 }
 
@@ -405,6 +414,21 @@ pub(super) async fn serve_connection(
                 },
                 _ = shutdown.wait_for(|stopping| *stopping) => return,
             };
+            if let FirstBytes::Undecided = first {
+                // A client that sent part of "PRI " and paused: its bytes are read here and put
+                // back in front of the stream for whichever side serves it.
+                Box::pin(async move {
+                    let read = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, read_until_decided(stream)) => r,
+                        _ = shutdown.wait_for(|stopping| *stopping) => return,
+                    };
+                    if let Ok(Some((stream, speaks))) = read {
+                        conn.serve(stream, Speaks::Cleartext(speaks), shutdown).await;
+                    }
+                })
+                .await;
+                return;
+            }
             conn.serve(stream, Speaks::Cleartext(first), shutdown).await;
         }
         // Boxed: the TLS state and handshake would otherwise enlarge every cleartext
@@ -460,46 +484,37 @@ impl Accepted {
             state: state.clone(),
             client_ip: super::headers::ip_header_value(peer.ip()),
         });
-        let io = TokioIo::new(TrackedStream {
+        let stream = TrackedStream {
             inner: stream,
             state: state.clone(),
-        });
-        // Each request's future is boxed (by `handle`): hyper otherwise keeps room for the
-        // largest one in every connection, idle ones included, and copies it there for each
-        // request.
-        let svc = {
-            let ctx = ctx.clone();
-            service_fn(move |req| forward::handle(req, &ctx))
-        };
-        // HTTP/2 responses are watched for a window that stays closed (`send_timeout`).
-        let watched = || {
-            let state = state.clone();
-            service_fn(move |req| {
-                let answer = forward::handle(req, &ctx);
-                let state = state.clone();
-                async move {
-                    let resp = answer.await?;
-                    Ok::<_, std::convert::Infallible>(
-                        resp.map(|body| super::send_timeout::Watched::new(body, state)),
-                    )
-                }
-            })
         };
         match speaks {
-            Speaks::Cleartext(FirstBytes::Gone) => {}
+            Speaks::Cleartext(FirstBytes::Gone | FirstBytes::Undecided) => {}
             // The connection is made inside `drive`, so the task's state holds it once.
             Speaks::Cleartext(FirstBytes::Http1) | Speaks::Tls(false) => {
-                let make = || protocols.http1.serve_connection(io, svc).with_upgrades();
+                let make = || super::h1_server::H1Connection::new(stream, ctx);
                 drive(make, peer, state, limits, shutdown).await;
             }
             // Boxed: the far more common HTTP/1 connections should not carry room for these.
             Speaks::Cleartext(FirstBytes::Http2) | Speaks::Tls(true) => {
-                let svc = watched();
+                // Each request's future is boxed (by `handle`): hyper otherwise keeps room for
+                // the largest one in every connection and copies it there for each request.
+                // HTTP/2 responses are watched for a window that stays closed (`send_timeout`).
+                let svc = {
+                    let state = state.clone();
+                    service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let answer = forward::handle(req.map(RequestBody::H2), &ctx);
+                        let state = state.clone();
+                        async move {
+                            let resp = answer.await?;
+                            Ok::<_, std::convert::Infallible>(
+                                resp.map(|body| super::send_timeout::Watched::new(body, state)),
+                            )
+                        }
+                    })
+                };
+                let io = TokioIo::new(stream);
                 let make = || protocols.http2.serve_connection(io, svc);
-                Box::pin(drive(make, peer, state, limits, shutdown)).await;
-            }
-            Speaks::Cleartext(FirstBytes::Undecided) => {
-                let make = || protocols.auto.serve_connection_with_upgrades(io, svc);
                 Box::pin(drive(make, peer, state, limits, shutdown)).await;
             }
         }

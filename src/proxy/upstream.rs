@@ -27,6 +27,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body as _;
 use hyper::body::Incoming;
+
+use super::request_body::RequestBody;
 use tokio::io::AsyncWrite;
 
 use super::h1::{self, BodyDecoder, BodyFraming, Chunk, ResponseError, ResponseHead, Step};
@@ -195,7 +197,7 @@ pub enum UploadError {
     /// The body went over the listener's `max_body_bytes`.
     TooLarge,
     /// The client's body failed (the client went away or broke its framing).
-    Client(hyper::Error),
+    Client(super::request_body::BodyError),
     /// Writing to the server failed.
     Server(io::Error),
 }
@@ -203,7 +205,7 @@ pub enum UploadError {
 /// The client's request body on its way to the server, counted against a limit.
 pub struct Upload {
     /// `None` once dropped unfinished: the rest is then drained by [`linger`].
-    body: Option<Incoming>,
+    body: Option<RequestBody>,
     remaining: u64,
     chunked: bool,
     /// Pieces taken from the client and not yet written to the server.
@@ -216,7 +218,7 @@ pub struct Upload {
 
 impl Upload {
     /// The upload of `body`, at most `limit` bytes, chunked or as is.
-    pub fn new(body: Incoming, limit: u64, chunked: bool) -> Upload {
+    pub fn new(body: RequestBody, limit: u64, chunked: bool) -> Upload {
         Upload {
             body: Some(body),
             remaining: limit,
@@ -324,9 +326,10 @@ impl Drop for Upload {
         // answer before the client reads it. Read and discard the rest for a while instead, as
         // nginx's lingering close does.
         if !self.ended
-            && let Some(body) = self.body.take()
+            && let Some(RequestBody::H2(body)) = self.body.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
+            // An HTTP/1.1 client's connection drains the rest itself (`h1_server`).
             runtime.spawn(linger(body));
         }
     }
@@ -363,7 +366,7 @@ pub enum SendError {
     /// The client's body went over `max_body_bytes`.
     BodyTooLarge,
     /// The client's body failed.
-    Client(hyper::Error),
+    Client(super::request_body::BodyError),
     /// The response head did not arrive within the response timeout.
     Timeout,
 }

@@ -131,8 +131,8 @@ pub(super) fn upstream_response(
 
 /// The client side of an upgrade (WebSocket), waiting for the server's 101.
 pub(super) struct ClientUpgrade {
-    /// Resolves to the client's connection once hyper has sent the 101.
-    pub(super) on: hyper::upgrade::OnUpgrade,
+    /// Resolves to the client's connection once the 101 has been written to it.
+    pub(super) on: super::h1_server::OnUpgrade,
     /// The listener's `idle_timeout`: a tunnel quiet in both directions for this long is closed
     /// (nginx's `proxy_read_timeout`, HAProxy's `timeout tunnel`).
     pub(super) idle_timeout: std::time::Duration,
@@ -199,14 +199,15 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Active<S> {
 async fn tunnel(client: ClientUpgrade, mut conn: Conn) {
     use tokio::io::AsyncWriteExt;
     let idle = client.idle_timeout;
-    let client = match client.on.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!("upgrade failed: {e}");
-            return;
-        }
+    let Some(upgraded) = client.on.wait().await else {
+        tracing::debug!("upgrade failed: the client's connection ended before the 101");
+        return;
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut client = upgraded.io;
+    // Bytes the client sent right after its request head were read with the head.
+    if !upgraded.read.is_empty() && conn.io.write_all(&upgraded.read).await.is_err() {
+        return;
+    }
     // Bytes the server sent right after its 101 were read with the head.
     if !conn.buf.is_empty() && client.write_all(&conn.buf).await.is_err() {
         return;

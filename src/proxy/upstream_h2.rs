@@ -24,6 +24,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use super::request_body::RequestBody;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
@@ -235,7 +237,7 @@ async fn open(
 
 /// The client's request body on its way to an HTTP/2 server, counted against `max_body_bytes`.
 pub struct UploadBody {
-    body: Option<Incoming>,
+    body: Option<RequestBody>,
     remaining: u64,
     /// Set when the body went over the limit, for the 413.
     too_large: Rc<Cell<bool>>,
@@ -247,7 +249,7 @@ impl Drop for UploadBody {
     fn drop(&mut self) {
         // Dropped unfinished (answered early, or the stream failed): the client's remaining
         // bytes are read and discarded for a while, as for HTTP/1.1 pools (see `upstream::linger`).
-        if let Some(body) = self.body.take()
+        if let Some(RequestBody::H2(body)) = self.body.take()
             && !body.is_end_stream()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -273,7 +275,7 @@ impl Body for UploadBody {
                 this.body = None;
                 Poll::Ready(None)
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             Some(Ok(frame)) => {
                 this.started.set(true);
                 if let Some(d) = frame.data_ref() {
@@ -333,7 +335,7 @@ pub struct Prepared {
     /// The authority the client named; `None`: the server's address is used.
     authority: Option<HeaderValue>,
     headers: http::HeaderMap,
-    body: Option<Incoming>,
+    body: Option<RequestBody>,
     limit: u64,
     key_hash: Option<u64>,
     idempotent: bool,
@@ -343,7 +345,7 @@ pub struct Prepared {
 /// Rewrites a request for an HTTP/2 server; `None` if its declared body is over
 /// `max_body_bytes`.
 pub fn prepare(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     facts: &headers::RequestFacts,
     ctx: &ConnCtx,
     client: std::net::IpAddr,
