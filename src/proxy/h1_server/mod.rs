@@ -100,51 +100,70 @@ async fn serve<S>(stream: TrackedStream<S>, ctx: Rc<ConnCtx>, draining: Rc<Cell<
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = ctx.listener.limits;
+    let max = ctx.listener.limits.max_header_bytes;
     let conn = Rc::new(RefCell::new(Io::new(stream)));
     loop {
-        let head = match read_head(&conn, limits.max_header_bytes, &draining).await? {
-            HeadRead::Head(h) => h,
-            HeadRead::Closed => return Ok(()),
-            HeadRead::Refused(r) => return refuse(&conn, &ctx, r).await,
-        };
-        let head = match head::parse_request_head(head) {
-            Ok(h) => h,
-            Err(r) => return refuse(&conn, &ctx, r).await,
-        };
-        let exchange = Exchange::of(&head);
-        let generation = conn.borrow_mut().begin_request(&head);
-        let (req, upgraded) = request(head, &conn, generation);
-        let resp = match forward::handle(req, &ctx).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let keep_alive = exchange.keep_alive && !draining.get();
-        let written = write_response(&conn, resp, &exchange, keep_alive).await?;
-        if written.switched {
-            let mut io = conn.borrow_mut();
-            if let Some(tx) = upgraded
-                && let Some(up) = io.take_upgraded()
-            {
-                let _ = tx.send(up);
+        // Waiting for the next request holds only this loop's few words: the state of an
+        // exchange (head, request, response writing) lives in a box made when bytes arrive.
+        if conn.borrow().buf.is_empty() {
+            let n = poll_fn(|cx| conn.borrow_mut().poll_read_head(cx, max, HEAD_BUFFER, &draining)).await?;
+            if n == 0 {
+                return Ok(());
             }
+        }
+        if !Box::pin(exchange(&conn, &ctx, &draining)).await? {
             return Ok(());
         }
-        let mut wire = conn.borrow().wire();
-        if let Wire::BodyUnread = wire {
-            // Answered before the client finished its body: the rest is read and discarded
-            // (for a while) rather than left unread, since closing on unread bytes makes the
-            // kernel reset the connection under the answer; a client that finishes its body
-            // keeps its connection.
-            wire = drain_body(&conn).await;
+    }
+}
+
+/// Reads one request, has it answered and writes the response; whether the connection may
+/// carry another.
+async fn exchange<S>(conn: &Rc<RefCell<Io<S>>>, ctx: &ConnCtx, draining: &Cell<bool>) -> std::io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let head = match read_head(conn, ctx.listener.limits.max_header_bytes, draining).await? {
+        HeadRead::Head(h) => h,
+        HeadRead::Closed => return Ok(false),
+        HeadRead::Refused(r) => return refuse(conn, ctx, r).await.map(|()| false),
+    };
+    let head = match head::parse_request_head(head) {
+        Ok(h) => h,
+        Err(r) => return refuse(conn, ctx, r).await.map(|()| false),
+    };
+    let exchange = Exchange::of(&head);
+    let generation = conn.borrow_mut().begin_request(&head);
+    let (req, upgraded) = request(head, conn, generation);
+    let resp = match forward::handle(req, ctx).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let keep_alive = exchange.keep_alive && !draining.get();
+    let written = write_response(conn, resp, &exchange, keep_alive).await?;
+    if written.switched {
+        let mut io = conn.borrow_mut();
+        if let Some(tx) = upgraded
+            && let Some(up) = io.take_upgraded()
+        {
+            let _ = tx.send(up);
         }
-        conn.borrow_mut().end_request();
-        match wire {
-            Wire::Clean if written.keep_alive => {}
-            Wire::Clean => return shutdown(&conn).await,
-            Wire::Broken => return linger(&conn).await,
-            Wire::AwaitsContinue | Wire::BodyUnread => return Ok(()),
-        }
+        return Ok(false);
+    }
+    let mut wire = conn.borrow().wire();
+    if let Wire::BodyUnread = wire {
+        // Answered before the client finished its body: the rest is read and discarded (for a
+        // while) rather than left unread, since closing on unread bytes makes the kernel reset
+        // the connection under the answer; a client that finishes its body keeps its
+        // connection.
+        wire = drain_body(conn).await;
+    }
+    conn.borrow_mut().end_request();
+    match wire {
+        Wire::Clean if written.keep_alive => Ok(true),
+        Wire::Clean => shutdown(conn).await.map(|()| false),
+        Wire::Broken => linger(conn).await.map(|()| false),
+        Wire::AwaitsContinue | Wire::BodyUnread => Ok(false),
     }
 }
 
