@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_util::either::Either;
 
 use super::access_log::AccessLog;
 use super::conn_state::TrackedStream;
@@ -364,6 +365,7 @@ pub(super) async fn serve_connection(
     listener: Rc<ListenerCtx>,
     shared: Arc<Shared>,
     protocols: Rc<Protocols>,
+    _open: super::worker::OpenConnection,
 ) {
     let limits = listener.limits;
     let mut shutdown = shared.shutdown.subscribe();
@@ -462,7 +464,10 @@ struct Accepted {
 }
 
 impl Accepted {
-    async fn serve<I>(self, stream: I, speaks: Speaks, shutdown: watch::Receiver<bool>)
+    /// The future that serves the connection. Not an async fn: one keeps room for its
+    /// arguments for its whole life, and a TLS stream is large; here the stream moves straight
+    /// into the connection that serves it.
+    fn serve<I>(self, stream: I, speaks: Speaks, shutdown: watch::Receiver<bool>) -> impl Future<Output = ()>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -489,11 +494,13 @@ impl Accepted {
             state: state.clone(),
         };
         match speaks {
-            Speaks::Cleartext(FirstBytes::Gone | FirstBytes::Undecided) => {}
-            // The connection is made inside `drive`, so the task's state holds it once.
             Speaks::Cleartext(FirstBytes::Http1) | Speaks::Tls(false) => {
-                let make = || super::h1_server::H1Connection::new(stream, ctx);
-                drive(make, peer, state, limits, shutdown).await;
+                let conn = super::h1_server::H1Connection::new(stream, ctx);
+                Either::Left(drive(move || conn, peer, state, limits, shutdown))
+            }
+            Speaks::Cleartext(FirstBytes::Gone | FirstBytes::Undecided) => {
+                let closed: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async {});
+                Either::Right(closed)
             }
             // Boxed: the far more common HTTP/1 connections should not carry room for these.
             Speaks::Cleartext(FirstBytes::Http2) | Speaks::Tls(true) => {
@@ -514,8 +521,11 @@ impl Accepted {
                     })
                 };
                 let io = TokioIo::new(stream);
-                let make = || protocols.http2.serve_connection(io, svc);
-                Box::pin(drive(make, peer, state, limits, shutdown)).await;
+                // The connection is made inside `drive`, so the task's state holds it once.
+                let make = move || protocols.http2.serve_connection(io, svc);
+                let served: Pin<Box<dyn Future<Output = ()>>> =
+                    Box::pin(drive(make, peer, state, limits, shutdown));
+                Either::Right(served)
             }
         }
     }

@@ -37,7 +37,7 @@ pub(super) fn run(shared: Arc<Shared>, commands: mpsc::UnboundedReceiver<Batch>)
 }
 
 /// Per-worker count of open connections, to know when a graceful stop is complete.
-struct Tracker {
+pub(super) struct Tracker {
     open: Cell<usize>,
     idle: Notify,
 }
@@ -219,15 +219,35 @@ fn start_connection(
     tracker.open.set(tracker.open.get() + 1);
     shared.open_connections.fetch_add(1, Ordering::Relaxed);
     ctx.open.fetch_add(1, Ordering::Relaxed);
-    let open = ctx.open.clone();
-    let task = serve_connection(stream, peer, ctx, shared.clone(), protocols);
-    let tracker = tracker.clone();
-    let shared = shared.clone();
-    tokio::task::spawn_local(async move {
-        task.await;
-        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
-        open.fetch_sub(1, Ordering::Relaxed);
-        tracker.open.set(tracker.open.get() - 1);
-        tracker.idle.notify_waiters();
-    });
+    let open = OpenConnection {
+        listener: ctx.open.clone(),
+        shared: shared.clone(),
+        tracker: tracker.clone(),
+    };
+    // The task is the connection's future itself: wrapping it in another async block would hold
+    // it twice (once captured, once awaited), doubling every connection's task.
+    tokio::task::spawn_local(serve_connection(
+        stream,
+        peer,
+        ctx,
+        shared.clone(),
+        protocols,
+        open,
+    ));
+}
+
+/// Counts a client connection as open until dropped, with the task that serves it.
+pub(super) struct OpenConnection {
+    listener: Arc<std::sync::atomic::AtomicUsize>,
+    shared: Arc<Shared>,
+    tracker: Rc<Tracker>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        self.listener.fetch_sub(1, Ordering::Relaxed);
+        self.tracker.open.set(self.tracker.open.get() - 1);
+        self.tracker.idle.notify_waiters();
+    }
 }

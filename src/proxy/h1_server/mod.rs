@@ -71,7 +71,10 @@ impl H1Connection {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let draining = Rc::new(Cell::new(false));
-        let inner = Box::pin(serve(stream, ctx, draining.clone()));
+        // Made here, not in `serve`: an async fn keeps room for its arguments for its whole
+        // life, and a TLS stream is large.
+        let conn = Rc::new(RefCell::new(Io::new(stream)));
+        let inner = Box::pin(serve(conn, ctx, draining.clone()));
         H1Connection { inner, draining }
     }
 
@@ -96,12 +99,11 @@ enum HeadRead {
     Refused(Refusal),
 }
 
-async fn serve<S>(stream: TrackedStream<S>, ctx: Rc<ConnCtx>, draining: Rc<Cell<bool>>) -> std::io::Result<()>
+async fn serve<S>(conn: Rc<RefCell<Io<S>>>, ctx: Rc<ConnCtx>, draining: Rc<Cell<bool>>) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max = ctx.listener.limits.max_header_bytes;
-    let conn = Rc::new(RefCell::new(Io::new(stream)));
     loop {
         // Waiting for the next request holds only this loop's few words: the state of an
         // exchange (head, request, response writing) lives in a box made when bytes arrive.
