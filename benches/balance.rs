@@ -132,8 +132,33 @@ fn hashed(c: &mut Criterion) {
     });
 }
 
+/// Bounded-load picks of the hashed balancers at three pool sizes, as the proxy makes them.
+fn bounded(c: &mut Criterion) {
+    let keys = keys();
+    let f = HashFunction::Xxh3;
+    for n in [10usize, 100, 1000] {
+        let members = servers(n);
+        let loads = busy(n);
+        let ring = Ring::new(&members, 160, f, Some(1.25));
+        let maglev = Maglev::new(&members, 65_537, f, Some(1.25));
+        let mut i = 0usize;
+        c.bench_function(&format!("ring/pick bounded_load 1.25 {n}"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 0xFFFF;
+                ring.pick(Some(f.hash(black_box(&keys[i]))), &loads)
+            })
+        });
+        c.bench_function(&format!("maglev/pick bounded_load 1.25 {n}"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 0xFFFF;
+                maglev.pick(Some(f.hash(black_box(&keys[i]))), &loads)
+            })
+        });
+    }
+}
+
 fn pickers(c: &mut Criterion) {
-    for n in [10usize, 100] {
+    for n in [10usize, 100, 1000] {
         let members = servers(n);
         let loads = busy(n);
         for (name, alg) in [
@@ -156,5 +181,5 @@ fn pickers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, hashed, pickers);
+criterion_group!(benches, hashed, bounded, pickers);
 criterion_main!(benches);
