@@ -2,39 +2,62 @@
 //! weight, ties broken in rotation.
 //!
 //! Owns: comparing loads (`in_flight_a × weight_b` against `in_flight_b × weight_a`, exact in
-//! integers) and the rotating start that spreads ties.
+//! integers), the rotating start that spreads ties, and the choice between the tree of its
+//! [`LoadIndex`] (when the caller keeps it) and one pass over the members.
 //! Must not touch: the in-flight counters themselves (the caller reports them), health, locks.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Member, ServerLoads, clamp_weight};
+use super::{LoadIndex, Member, ServerLoads, clamp_weight};
 
 /// Least in-flight requests relative to weight over a fixed member list.
 #[derive(Debug)]
 pub struct LeastRequests {
     weights: Box<[u32]>,
     counter: AtomicUsize,
+    index: Arc<LoadIndex>,
 }
 
 impl LeastRequests {
     /// Builds it for `members`; weights are clamped to 1..=256.
     pub fn new(members: &[Member]) -> LeastRequests {
+        let weights: Box<[u32]> = members.iter().map(|m| clamp_weight(m.weight)).collect();
         LeastRequests {
-            weights: members.iter().map(|m| clamp_weight(m.weight)).collect(),
+            index: Arc::new(LoadIndex::with_tree(&weights)),
+            weights,
             counter: AtomicUsize::new(0),
         }
     }
 
+    /// The tree of loads this balancer descends when the caller keeps it current.
+    pub fn load_index(&self) -> &Arc<LoadIndex> {
+        &self.index
+    }
+
     /// The eligible member with the lowest `in_flight / weight`, or `None` when none is eligible.
     ///
-    /// One pass over the members from a start that rotates at each pick: the first member met
-    /// among equals wins, so ties (an idle pool) take turns.
+    /// Ties go to the first member met from a start that rotates at each pick, so they (an idle
+    /// pool) take turns. When the caller keeps the [`LoadIndex`] (`loads.indexed()`), its tree
+    /// gives that member in O(log n); otherwise, or when the tree finds nobody, one pass over
+    /// the members does.
     pub fn pick(&self, loads: &impl ServerLoads) -> Option<usize> {
         let n = self.weights.len();
         if n == 0 {
             return None;
         }
         let start = self.counter.fetch_add(1, Ordering::Relaxed) % n;
+        if loads.indexed()
+            && let Some(i) = self.index.lightest(start, |i| loads.eligible(i))
+        {
+            return Some(i);
+        }
+        self.scan(start, loads)
+    }
+
+    /// One pass from `start`: the first member met among equals wins.
+    fn scan(&self, start: usize, loads: &impl ServerLoads) -> Option<usize> {
+        let n = self.weights.len();
         let mut best: Option<(usize, u64, u32)> = None;
         for k in 0..n {
             let i = if start + k >= n { start + k - n } else { start + k };
