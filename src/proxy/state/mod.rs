@@ -294,3 +294,6 @@ pub fn pick_server(
         .pick(input, &view)
         .and_then(|i| members.servers.get(i).cloned())
 }
+
+#[cfg(test)]
+mod tests;
