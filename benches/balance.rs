@@ -6,7 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use ringway::balance::{Algorithm, Balancer, HashFunction, Maglev, Member, PickInput, Ring, ServerLoads};
+use ringway::balance::{
+    Algorithm, Balancer, HashFunction, LoadIndex, Maglev, Member, PickInput, Ring, ServerLoads,
+};
 
 /// Loads of a busy pool: everything eligible, small varied in-flight counts.
 struct Busy {
@@ -39,6 +41,40 @@ impl ServerLoads for Reported<'_> {
     #[inline]
     fn eligible_totals(&self) -> Option<(u64, usize)> {
         Some((self.1, self.0.in_flight.len()))
+    }
+}
+
+/// The same loads as a pool reports them: it keeps the balancer's load index current, which
+/// gives least requests its tree and bounded loads their sums.
+struct Indexed<'a>(&'a Busy, Option<&'a LoadIndex>);
+
+impl<'a> Indexed<'a> {
+    /// Reads `busy` into `index` (as the pool does when it attaches its servers).
+    fn new(busy: &'a Busy, index: Option<&'a std::sync::Arc<LoadIndex>>) -> Indexed<'a> {
+        let index = index.map(|i| &**i);
+        if let Some(i) = index {
+            i.refresh_all(|m| (busy.in_flight(m), busy.eligible(m)));
+        }
+        Indexed(busy, index)
+    }
+}
+
+impl ServerLoads for Indexed<'_> {
+    #[inline]
+    fn eligible(&self, index: usize) -> bool {
+        self.0.eligible(index)
+    }
+    #[inline]
+    fn in_flight(&self, index: usize) -> u64 {
+        self.0.in_flight(index)
+    }
+    #[inline]
+    fn eligible_totals(&self) -> Option<(u64, usize)> {
+        self.1.map(LoadIndex::totals)
+    }
+    #[inline]
+    fn indexed(&self) -> bool {
+        self.1.is_some()
     }
 }
 
@@ -141,14 +177,28 @@ fn bounded(c: &mut Criterion) {
         let loads = busy(n);
         let ring = Ring::new(&members, 160, f, Some(1.25));
         let maglev = Maglev::new(&members, 65_537, f, Some(1.25));
+        let ring_loads = Indexed::new(&loads, ring.load_index());
+        let maglev_loads = Indexed::new(&loads, maglev.load_index());
         let mut i = 0usize;
         c.bench_function(&format!("ring/pick bounded_load 1.25 {n}"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 0xFFFF;
+                ring.pick(Some(f.hash(black_box(&keys[i]))), &ring_loads)
+            })
+        });
+        c.bench_function(&format!("ring/pick bounded_load 1.25 {n}, balancer sums"), |b| {
             b.iter(|| {
                 i = (i + 1) & 0xFFFF;
                 ring.pick(Some(f.hash(black_box(&keys[i]))), &loads)
             })
         });
         c.bench_function(&format!("maglev/pick bounded_load 1.25 {n}"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 0xFFFF;
+                maglev.pick(Some(f.hash(black_box(&keys[i]))), &maglev_loads)
+            })
+        });
+        c.bench_function(&format!("maglev/pick bounded_load 1.25 {n}, balancer sums"), |b| {
             b.iter(|| {
                 i = (i + 1) & 0xFFFF;
                 maglev.pick(Some(f.hash(black_box(&keys[i]))), &loads)
@@ -167,6 +217,7 @@ fn pickers(c: &mut Criterion) {
             ("random_two", Algorithm::RandomTwo),
         ] {
             let balancer = Balancer::new(&alg, &members);
+            let indexed = Indexed::new(&loads, balancer.load_index());
             let mut s = 7u64;
             c.bench_function(&format!("{name}/pick {n}"), |b| {
                 b.iter(|| {
@@ -174,12 +225,48 @@ fn pickers(c: &mut Criterion) {
                         key_hash: None,
                         random: splitmix(&mut s),
                     };
-                    balancer.pick(black_box(input), &loads)
+                    balancer.pick(black_box(input), &indexed)
+                })
+            });
+            if balancer.load_index().is_some() {
+                // The same balancer without its index: the pass over every member.
+                c.bench_function(&format!("{name}/scan {n}"), |b| {
+                    b.iter(|| {
+                        let input = PickInput {
+                            key_hash: None,
+                            random: splitmix(&mut s),
+                        };
+                        balancer.pick(black_box(input), &loads)
+                    })
+                });
+            }
+        }
+    }
+}
+
+/// What the index costs the request path: one request starting and ending on one member (two
+/// refreshes), members taken in turn.
+fn reports(c: &mut Criterion) {
+    for n in [10usize, 100, 1000] {
+        let loads = busy(n);
+        let weights = vec![1; n];
+        for (name, index) in [
+            ("tree", LoadIndex::with_tree(&weights)),
+            ("sums", LoadIndex::sums_only(n)),
+        ] {
+            index.refresh_all(|m| (loads.in_flight(m), true));
+            let mut m = 0usize;
+            c.bench_function(&format!("load_index/{name} start+end {n}"), |b| {
+                b.iter(|| {
+                    m = if m + 1 == n { 0 } else { m + 1 };
+                    let f = loads.in_flight(m);
+                    index.refresh(black_box(m), || (f + 1, true));
+                    index.refresh(black_box(m), || (f, true));
                 })
             });
         }
     }
 }
 
-criterion_group!(benches, hashed, bounded, pickers);
+criterion_group!(benches, hashed, bounded, pickers, reports);
 criterion_main!(benches);
