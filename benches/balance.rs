@@ -208,7 +208,7 @@ fn bounded(c: &mut Criterion) {
 }
 
 fn pickers(c: &mut Criterion) {
-    for n in [10usize, 100, 1000] {
+    for n in [10usize, 32, 64, 100, 1000] {
         let members = servers(n);
         let loads = busy(n);
         for (name, alg) in [
@@ -245,8 +245,21 @@ fn pickers(c: &mut Criterion) {
 }
 
 /// What the index costs the request path: one request starting and ending on one member (two
-/// refreshes), members taken in turn.
+/// refreshes), members taken in turn; and the tree's pick alone, at sizes around the point
+/// where least requests starts keeping a tree.
 fn reports(c: &mut Criterion) {
+    for n in [10usize, 32, 64, 100, 1000] {
+        let loads = busy(n);
+        let index = LoadIndex::with_tree(&vec![1; n]);
+        index.refresh_all(|m| (loads.in_flight(m), true));
+        let mut start = 0usize;
+        c.bench_function(&format!("load_index/lightest {n}"), |b| {
+            b.iter(|| {
+                start = if start + 1 == n { 0 } else { start + 1 };
+                index.lightest(black_box(start), |m| loads.eligible(m))
+            })
+        });
+    }
     for n in [10usize, 100, 1000] {
         let loads = busy(n);
         let weights = vec![1; n];

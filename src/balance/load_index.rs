@@ -164,10 +164,14 @@ impl LoadIndex {
             let (load, member) = best?;
             (load, member)
         };
-        let start = start.min(self.copies.len());
-        tree.first_at_most(copies, 1, 0, tree.size, start, self.copies.len(), bound, &eligible)
-            .or_else(|| tree.first_at_most(copies, 1, 0, tree.size, 0, start, bound, &eligible))
-            .or(Some(found))
+        // Only members met before `found` from `start` on can take the pick from it.
+        let search = |from, to| tree.first_at_most(copies, 1, 0, tree.size, from, to, bound, &eligible);
+        let earlier = if start <= found {
+            search(start, found)
+        } else {
+            search(start, self.copies.len()).or_else(|| search(0, found))
+        };
+        earlier.or(Some(found))
     }
 
     /// Replaces member `member`'s copy with its figures; whether they changed.

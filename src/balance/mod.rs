@@ -157,12 +157,13 @@ impl Balancer {
     }
 
     /// The live load index this balancer reads when the caller keeps it (see
-    /// [`ServerLoads::indexed`]): least requests' tree, or the sums of a bounded-load pool.
-    /// `None` for algorithms that need no loads. The caller reports every member's changes to
+    /// [`ServerLoads::indexed`]): least requests' tree (pools of at least
+    /// [`least_requests::TREE_MIN_MEMBERS`]), or the sums of a bounded-load pool. `None` for
+    /// algorithms (and least-requests pools) that need no loads. The caller reports every member's changes to
     /// it with [`LoadIndex::refresh`], by member index.
     pub fn load_index(&self) -> Option<&std::sync::Arc<LoadIndex>> {
         match self {
-            Balancer::LeastRequests(b) => Some(b.load_index()),
+            Balancer::LeastRequests(b) => b.load_index(),
             Balancer::ConsistentHash(b) => b.load_index(),
             Balancer::Maglev(b) => b.load_index(),
             Balancer::RoundRobin(_) | Balancer::RandomTwo(_) => None,
