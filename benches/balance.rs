@@ -198,12 +198,15 @@ fn bounded(c: &mut Criterion) {
                 maglev.pick(Some(f.hash(black_box(&keys[i]))), &maglev_loads)
             })
         });
-        c.bench_function(&format!("maglev/pick bounded_load 1.25 {n}, balancer sums"), |b| {
-            b.iter(|| {
-                i = (i + 1) & 0xFFFF;
-                maglev.pick(Some(f.hash(black_box(&keys[i]))), &loads)
-            })
-        });
+        c.bench_function(
+            &format!("maglev/pick bounded_load 1.25 {n}, balancer sums"),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) & 0xFFFF;
+                    maglev.pick(Some(f.hash(black_box(&keys[i]))), &loads)
+                })
+            },
+        );
     }
 }
 

@@ -264,8 +264,16 @@ mod tests {
 
     #[test]
     fn small_pools_have_no_tree() {
-        assert!(LeastRequests::new(&members(&[1; TREE_MIN_MEMBERS - 1])).load_index().is_none());
-        assert!(LeastRequests::new(&members(&[1; TREE_MIN_MEMBERS])).load_index().is_some());
+        assert!(
+            LeastRequests::new(&members(&[1; TREE_MIN_MEMBERS - 1]))
+                .load_index()
+                .is_none()
+        );
+        assert!(
+            LeastRequests::new(&members(&[1; TREE_MIN_MEMBERS]))
+                .load_index()
+                .is_some()
+        );
     }
 
     #[test]

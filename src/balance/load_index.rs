@@ -114,7 +114,10 @@ impl LoadIndex {
     pub fn totals(&self) -> (u64, usize) {
         let in_flight = self.in_flight.load(Ordering::Acquire) as i64;
         let standing = self.standing.load(Ordering::Acquire) as i64;
-        (in_flight.max(0) as u64, usize::try_from(standing.max(0)).unwrap_or(0))
+        (
+            in_flight.max(0) as u64,
+            usize::try_from(standing.max(0)).unwrap_or(0),
+        )
     }
 
     /// Re-reads member `member`'s figures with `read` (`(in-flight, stands in rotation)`) and
@@ -223,11 +226,7 @@ impl LoadIndex {
 
 /// What a copy adds to the in-flight sum: its count if it stands in rotation.
 fn contribution(copy: u64) -> u64 {
-    if copy & STANDING != 0 {
-        copy & IN_FLIGHT
-    } else {
-        0
-    }
+    if copy & STANDING != 0 { copy & IN_FLIGHT } else { 0 }
 }
 
 /// Whether load `a` is strictly lighter than load `b` (out of rotation is the heaviest).
@@ -327,8 +326,7 @@ impl Tree {
         let right_first = {
             let (l, r) = (self.below(left), self.below(right));
             l == NONE
-                || (r != NONE
-                    && lighter_load(self.load(copies, r as usize), self.load(copies, l as usize)))
+                || (r != NONE && lighter_load(self.load(copies, r as usize), self.load(copies, l as usize)))
         };
         let (first, second) = if right_first { (right, left) } else { (left, right) };
         self.min_eligible(copies, first, eligible, best);

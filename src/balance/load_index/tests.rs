@@ -135,7 +135,11 @@ fn ties_go_to_the_first_from_the_start() {
 fn nobody_eligible_or_in_rotation_gives_none() {
     for n in [0usize, 1, 2, 3, 5, 8] {
         let index = LoadIndex::with_tree(&vec![1; n]);
-        assert_eq!(index.lightest(0, |_| true), None, "{n} members, none reported yet");
+        assert_eq!(
+            index.lightest(0, |_| true),
+            None,
+            "{n} members, none reported yet"
+        );
         let mut f = Figures::idle(n);
         index.refresh_all(|i| f.read(i));
         assert_eq!(index.lightest(0, |_| false), None);
@@ -181,11 +185,12 @@ struct Change {
 
 fn changes(n: usize) -> impl Strategy<Value = Vec<Change>> {
     // Few distinct counts, so that ties are common.
-    let change = (0..n, 0u64..6, prop::bool::weighted(0.8)).prop_map(|(member, in_flight, standing)| Change {
-        member,
-        in_flight,
-        standing,
-    });
+    let change =
+        (0..n, 0u64..6, prop::bool::weighted(0.8)).prop_map(|(member, in_flight, standing)| Change {
+            member,
+            in_flight,
+            standing,
+        });
     prop::collection::vec(change, 0..60)
 }
 
@@ -245,7 +250,12 @@ fn concurrent_changes_leave_it_exact() {
     let index = LoadIndex::with_tree(&weights);
     let in_flight: Vec<AtomicU64> = (0..N).map(|_| AtomicU64::new(0)).collect();
     let standing: Vec<AtomicBool> = (0..N).map(|_| AtomicBool::new(true)).collect();
-    let read = |i: usize| (in_flight[i].load(Ordering::SeqCst), standing[i].load(Ordering::SeqCst));
+    let read = |i: usize| {
+        (
+            in_flight[i].load(Ordering::SeqCst),
+            standing[i].load(Ordering::SeqCst),
+        )
+    };
     index.refresh_all(read);
     std::thread::scope(|s| {
         for t in 0..4u64 {
@@ -270,11 +280,11 @@ fn concurrent_changes_leave_it_exact() {
                             }
                         }
                         _ => {
-                            standing[i].store((r >> 40) % 4 != 0, Ordering::SeqCst);
+                            standing[i].store(!(r >> 40).is_multiple_of(4), Ordering::SeqCst);
                             index.refresh(i, || read(i));
                         }
                     }
-                    if r % 16 == 0 {
+                    if r.is_multiple_of(16) {
                         std::hint::black_box(index.lightest(i, |m| m != i));
                     }
                 }

@@ -46,11 +46,7 @@ impl PoolMembers {
             server.attach(index.map(|index| (index.clone(), member)));
         }
         if let Some(index) = index {
-            index.refresh_all(|member| {
-                self.servers
-                    .get(member)
-                    .map_or((0, false), |s| s.load_figures())
-            });
+            index.refresh_all(|member| self.servers.get(member).map_or((0, false), |s| s.load_figures()));
         }
     }
 }

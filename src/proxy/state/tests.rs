@@ -41,12 +41,19 @@ fn assert_sums(pool: &Pool) {
     let members = pool.members.load();
     let Some(index) = members.balancer.load_index() else {
         // Only a least-requests pool too small for a tree goes without.
-        assert!(members.servers.len() < TREE_MIN_MEMBERS, "{} servers", members.servers.len());
+        assert!(
+            members.servers.len() < TREE_MIN_MEMBERS,
+            "{} servers",
+            members.servers.len()
+        );
         return;
     };
     let serving = members.servers.iter().filter(|s| s.serving());
     let want = (
-        serving.clone().map(|s| s.in_flight.load(Ordering::SeqCst)).sum::<u64>(),
+        serving
+            .clone()
+            .map(|s| s.in_flight.load(Ordering::SeqCst))
+            .sum::<u64>(),
         serving.count(),
     );
     assert_eq!(index.totals(), want, "{:?}", members.servers);
@@ -62,14 +69,25 @@ fn assert_lightest_picked(pool: &Pool) {
         .iter()
         .filter(|s| s.serving())
         .map(|s| ratio(s))
-        .reduce(|a, b| if balance::least_requests::lighter(b.0, b.1, a.0, a.1) { b } else { a });
+        .reduce(|a, b| {
+            if balance::least_requests::lighter(b.0, b.1, a.0, a.1) {
+                b
+            } else {
+                a
+            }
+        });
     let picked = pick_server(&members, &pool.settings, None, &Tried::default());
     match (lightest, picked) {
         (None, None) => {}
         (Some((f, w)), Some(s)) => {
             let (pf, pw) = ratio(&s);
             assert!(s.serving(), "{} is not serving", s.name);
-            assert_eq!(u128::from(pf) * u128::from(w), u128::from(f) * u128::from(pw), "{}", s.name);
+            assert_eq!(
+                u128::from(pf) * u128::from(w),
+                u128::from(f) * u128::from(pw),
+                "{}",
+                s.name
+            );
         }
         (l, p) => panic!("lightest {l:?}, picked {p:?}"),
     }
@@ -147,7 +165,13 @@ fn run(balance: &Balance, ops: &[Op]) {
             Op::Add => {
                 added += 1;
                 let addr = std::net::SocketAddr::from(([127, 0, 0, 2], added));
-                let s = Arc::new(Server::new(format!("added-{added}"), addr.to_string(), addr, 1, Health::Up));
+                let s = Arc::new(Server::new(
+                    format!("added-{added}"),
+                    addr.to_string(),
+                    addr,
+                    1,
+                    Health::Up,
+                ));
                 s.runtime_added.store(true, Ordering::Relaxed);
                 let mut next = servers.clone();
                 next.push(s);
@@ -156,7 +180,11 @@ fn run(balance: &Balance, ops: &[Op]) {
             Op::Remove(i) => {
                 if servers.len() > 1 {
                     let gone = nth(*i);
-                    let next = servers.iter().filter(|s| !Arc::ptr_eq(s, &gone)).cloned().collect();
+                    let next = servers
+                        .iter()
+                        .filter(|s| !Arc::ptr_eq(s, &gone))
+                        .cloned()
+                        .collect();
                     pool.set_members(next);
                 }
             }
