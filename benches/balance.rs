@@ -284,5 +284,49 @@ fn reports(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, hashed, bounded, pickers, reports);
+/// A request's start and end on a server as the proxy counts them (`Server::request_started`,
+/// `request_ended`): the in-flight counter, the look-up of the server's load index and the
+/// reports to it, for a pool that keeps no index, the sums and the tree (100 servers).
+fn server_reports(c: &mut Criterion) {
+    use ringway::proxy::state::{Health, PoolMembers, Server};
+    use std::sync::Arc;
+    let members = servers(100);
+    for (name, alg) in [
+        ("no index", Algorithm::RoundRobin),
+        (
+            "sums",
+            Algorithm::ConsistentHash {
+                vnodes: 160,
+                hash: HashFunction::Xxh3,
+                bounded_load: Some(1.25),
+            },
+        ),
+        ("tree", Algorithm::LeastRequests),
+    ] {
+        let servers: Vec<Arc<Server>> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1 + i as u16));
+                Arc::new(Server::new(m.name.clone(), addr.to_string(), addr, 1, Health::Up))
+            })
+            .collect();
+        let pool = PoolMembers {
+            balancer: Balancer::new(&alg, &members),
+            servers,
+        };
+        pool.attach();
+        let mut m = 0usize;
+        c.bench_function(&format!("server/request start+end, {name}, 100"), |b| {
+            b.iter(|| {
+                m = if m + 1 == 100 { 0 } else { m + 1 };
+                let s = black_box(&pool.servers[m]);
+                s.request_started();
+                s.request_ended();
+            })
+        });
+    }
+}
+
+criterion_group!(benches, hashed, bounded, pickers, reports, server_reports);
 criterion_main!(benches);

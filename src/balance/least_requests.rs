@@ -13,10 +13,10 @@ use super::{LoadIndex, Member, ServerLoads, clamp_weight};
 
 /// Pools of at least this many members keep a tree of their loads; smaller ones are scanned.
 ///
-/// A pass costs about 2.7 ns a member, a descent of the tree 60 to 160 ns and the two reports of
-/// each request to it about 35 ns more (docs/benchmarks.md, issue 14 item 5): below some 40
-/// members the pass is the cheaper, and a pool without a tree makes no reports at all.
-pub const TREE_MIN_MEMBERS: usize = 48;
+/// A pass costs about 2.7 ns a member; a descent of the tree 65 to 170 ns and the two reports of
+/// each request to it some 50 ns more (docs/benchmarks.md, issue 14 item 5): the two break even
+/// near 64 members, and a pool without a tree makes no reports at all.
+pub const TREE_MIN_MEMBERS: usize = 64;
 
 /// Least in-flight requests relative to weight over a fixed member list.
 #[derive(Debug)]
