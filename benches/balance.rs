@@ -317,6 +317,19 @@ fn server_reports(c: &mut Criterion) {
         };
         pool.attach();
         let mut m = 0usize;
+        if name == "no index" {
+            // What the request path did before servers reported to an index: the counters alone.
+            use std::sync::atomic::Ordering;
+            c.bench_function("server/request start+end, counters only, 100", |b| {
+                b.iter(|| {
+                    m = if m + 1 == 100 { 0 } else { m + 1 };
+                    let s = black_box(&pool.servers[m]);
+                    s.in_flight.fetch_add(1, Ordering::Relaxed);
+                    s.requests.fetch_add(1, Ordering::Relaxed);
+                    s.in_flight.fetch_sub(1, Ordering::Relaxed);
+                })
+            });
+        }
         c.bench_function(&format!("server/request start+end, {name}, 100"), |b| {
             b.iter(|| {
                 m = if m + 1 == 100 { 0 } else { m + 1 };

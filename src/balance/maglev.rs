@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::bounded::load_bound;
+use super::bounded::{SUMS_MIN_MEMBERS, load_bound};
 use super::round_robin::RoundRobin;
 use super::visited::Visited;
 use super::{HashFunction, LoadIndex, Member, ServerLoads, clamp_weight, name_order};
@@ -78,12 +78,14 @@ impl Maglev {
             hash,
             bounded_load,
             keyless: RoundRobin::new(members),
-            sums: bounded_load.map(|_| Arc::new(LoadIndex::sums_only(members.len()))),
+            sums: (bounded_load.is_some() && members.len() >= SUMS_MIN_MEMBERS)
+                .then(|| Arc::new(LoadIndex::sums_only(members.len()))),
         }
     }
 
-    /// With bounded loads, the sums of in-flight requests its caller may keep current and
-    /// report as [`ServerLoads::eligible_totals`], so that a pick costs O(1) instead of a pass.
+    /// With bounded loads (and at least [`SUMS_MIN_MEMBERS`] members), the sums of in-flight
+    /// requests its caller may keep current and report as [`ServerLoads::eligible_totals`], so
+    /// that a pick costs O(1) instead of a pass.
     pub fn load_index(&self) -> Option<&Arc<LoadIndex>> {
         self.sums.as_ref()
     }

@@ -8,7 +8,7 @@
 //! moment of a pick (ready, healthy, not ejected, under `max_conns`, not already tried), so
 //! health and drain never enter the algorithms. A change of members builds a new value.
 
-mod bounded;
+pub mod bounded;
 pub mod hash;
 pub mod least_requests;
 pub mod load_index;
@@ -158,8 +158,8 @@ impl Balancer {
 
     /// The live load index this balancer reads when the caller keeps it (see
     /// [`ServerLoads::indexed`]): least requests' tree (pools of at least
-    /// [`least_requests::TREE_MIN_MEMBERS`]), or the sums of a bounded-load pool. `None` for
-    /// algorithms (and least-requests pools) that need no loads. The caller reports every member's changes to
+    /// [`least_requests::TREE_MIN_MEMBERS`]), or the sums of a bounded-load pool (of at least
+    /// [`bounded::SUMS_MIN_MEMBERS`]). `None` for algorithms (and pools) that need no loads. The caller reports every member's changes to
     /// it with [`LoadIndex::refresh`], by member index.
     pub fn load_index(&self) -> Option<&std::sync::Arc<LoadIndex>> {
         match self {

@@ -132,6 +132,9 @@ pub struct Server {
     /// Where changes of `in_flight` and of standing are reported: the load index of the
     /// balancer of the member list that holds the server now, and its member index there.
     load_slot: ArcSwapOption<LoadSlot>,
+    /// Whether `load_slot` holds a slot: one plain load spares the servers of pools without a
+    /// load index the slot's look-up on every request.
+    reporting: AtomicBool,
     /// Requests sent to this server since start.
     pub requests: AtomicU64,
     /// Failed attempts (connect errors, resets, timeouts) since start.
@@ -183,6 +186,7 @@ impl Server {
             removing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             load_slot: ArcSwapOption::empty(),
+            reporting: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -214,8 +218,12 @@ impl Server {
     /// to nothing. The caller then reads every member's figures into the index
     /// ([`LoadIndex::refresh_all`]), which catches the changes reported to the previous one.
     pub(crate) fn attach(&self, slot: Option<(Arc<LoadIndex>, usize)>) {
+        // A request that still sees `reporting` false changed its count before this store, so
+        // the caller's read of every figure afterwards includes it.
+        let reporting = slot.is_some();
         self.load_slot
             .store(slot.map(|(index, member)| Arc::new(LoadSlot { index, member })));
+        self.reporting.store(reporting, Ordering::SeqCst);
     }
 
     /// `(in-flight, stands in rotation)` as a load index wants them.
@@ -226,6 +234,9 @@ impl Server {
     /// Brings the attached load index up to date with this server's figures.
     #[inline]
     fn report_load(&self) {
+        if !self.reporting.load(Ordering::SeqCst) {
+            return;
+        }
         let slot = self.load_slot.load();
         if let Some(slot) = slot.as_deref() {
             slot.index.refresh(slot.member, || self.load_figures());

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use proptest::prelude::*;
 
 use super::*;
+use crate::balance::bounded::SUMS_MIN_MEMBERS;
 use crate::balance::least_requests::TREE_MIN_MEMBERS;
 use crate::config::{Balance, HashFn, HashKeySpec, HashSettings};
 
@@ -40,9 +41,10 @@ fn bounded_ring() -> Balance {
 fn assert_sums(pool: &Pool) {
     let members = pool.members.load();
     let Some(index) = members.balancer.load_index() else {
-        // Only a least-requests pool too small for a tree goes without.
+        // Only a pool too small for a tree or for sums goes without.
+        let smallest = TREE_MIN_MEMBERS.max(SUMS_MIN_MEMBERS);
         assert!(
-            members.servers.len() < TREE_MIN_MEMBERS,
+            members.servers.len() < smallest,
             "{} servers",
             members.servers.len()
         );
@@ -225,6 +227,8 @@ proptest! {
 fn pools_without_loads_have_no_index() {
     let snapshot = Snapshot::build(config(&Balance::RoundRobin, &[true; 6]), None).expect("snapshot");
     let small = Snapshot::build(config(&Balance::LeastRequests, &[true; 6]), None).expect("snapshot");
+    assert!(small.pools["p"].members.load().balancer.load_index().is_none());
+    let small = Snapshot::build(config(&bounded_ring(), &[true; 6]), None).expect("snapshot");
     assert!(small.pools["p"].members.load().balancer.load_index().is_none());
     let members = snapshot.pools["p"].members.load();
     assert!(members.balancer.load_index().is_none());
