@@ -150,8 +150,8 @@ impl LoadIndex {
     /// index has no tree.
     ///
     /// When every member in rotation is eligible this is one look at the root and one descent
-    /// (O(log n)); each member in rotation that `eligible` refuses although it is lighter than
-    /// the answer adds at most one more descent.
+    /// (O(log n)); each member in rotation that `eligible` refuses although it is no heavier
+    /// than the answer adds a descent or two.
     pub fn lightest(&self, start: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
         let tree = self.tree.as_ref()?;
         let copies = &self.copies;
