@@ -7,6 +7,13 @@
 
 use super::ServerLoads;
 
+/// Bounded-load pools of at least this many members keep running sums of their loads (a
+/// [`LoadIndex`](super::LoadIndex)); smaller ones add up their members at each pick.
+///
+/// Adding up costs about 1 ns a member; the reports that keep the sums cost each request some
+/// 28 ns (docs/benchmarks.md, issue 14 item 5), so they pay from about 30 members on.
+pub const SUMS_MIN_MEMBERS: usize = 32;
+
 /// The in-flight limit of one pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bound {

@@ -2,39 +2,77 @@
 //! weight, ties broken in rotation.
 //!
 //! Owns: comparing loads (`in_flight_a × weight_b` against `in_flight_b × weight_a`, exact in
-//! integers) and the rotating start that spreads ties.
+//! integers), the rotating start that spreads ties, and the choice between the tree of its
+//! [`LoadIndex`] (when the caller keeps it) and one pass over the members.
 //! Must not touch: the in-flight counters themselves (the caller reports them), health, locks.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Member, ServerLoads, clamp_weight};
+use super::{LoadIndex, Member, ServerLoads, clamp_weight};
+
+/// Pools of at least this many members keep a tree of their loads; smaller ones are scanned.
+///
+/// A pass costs about 2.7 ns a member; a descent of the tree 65 to 170 ns and the two reports of
+/// each request to it some 50 ns more (docs/benchmarks.md, issue 14 item 5): the two break even
+/// near 64 members, and a pool without a tree makes no reports at all.
+pub const TREE_MIN_MEMBERS: usize = 64;
 
 /// Least in-flight requests relative to weight over a fixed member list.
 #[derive(Debug)]
 pub struct LeastRequests {
     weights: Box<[u32]>,
     counter: AtomicUsize,
+    index: Option<Arc<LoadIndex>>,
 }
 
 impl LeastRequests {
-    /// Builds it for `members`; weights are clamped to 1..=256.
+    /// Builds it for `members`; weights are clamped to 1..=256. From [`TREE_MIN_MEMBERS`]
+    /// members on it has a tree of loads (see [`LeastRequests::load_index`]).
     pub fn new(members: &[Member]) -> LeastRequests {
+        LeastRequests::with_tree_from(members, TREE_MIN_MEMBERS)
+    }
+
+    /// Builds it with a tree of loads if `members` has at least `tree_min` members.
+    pub fn with_tree_from(members: &[Member], tree_min: usize) -> LeastRequests {
+        let weights: Box<[u32]> = members.iter().map(|m| clamp_weight(m.weight)).collect();
         LeastRequests {
-            weights: members.iter().map(|m| clamp_weight(m.weight)).collect(),
+            index: (weights.len() >= tree_min).then(|| Arc::new(LoadIndex::with_tree(&weights))),
+            weights,
             counter: AtomicUsize::new(0),
         }
     }
 
+    /// The tree of loads this balancer descends when the caller keeps it current (`None` for
+    /// a pool small enough to scan).
+    pub fn load_index(&self) -> Option<&Arc<LoadIndex>> {
+        self.index.as_ref()
+    }
+
     /// The eligible member with the lowest `in_flight / weight`, or `None` when none is eligible.
     ///
-    /// One pass over the members from a start that rotates at each pick: the first member met
-    /// among equals wins, so ties (an idle pool) take turns.
+    /// Ties go to the first member met from a start that rotates at each pick, so they (an idle
+    /// pool) take turns. When the caller keeps the [`LoadIndex`] (`loads.indexed()`), its tree
+    /// gives that member in O(log n); otherwise, or when the tree finds nobody, one pass over
+    /// the members does.
     pub fn pick(&self, loads: &impl ServerLoads) -> Option<usize> {
         let n = self.weights.len();
         if n == 0 {
             return None;
         }
         let start = self.counter.fetch_add(1, Ordering::Relaxed) % n;
+        if loads.indexed()
+            && let Some(index) = &self.index
+            && let Some(i) = index.lightest(start, |i| loads.eligible(i))
+        {
+            return Some(i);
+        }
+        self.scan(start, loads)
+    }
+
+    /// One pass from `start`: the first member met among equals wins.
+    fn scan(&self, start: usize, loads: &impl ServerLoads) -> Option<usize> {
+        let n = self.weights.len();
         let mut best: Option<(usize, u64, u32)> = None;
         for k in 0..n {
             let i = if start + k >= n { start + k - n } else { start + k };
@@ -63,6 +101,8 @@ pub(crate) fn lighter(fa: u64, wa: u32, fb: u64, wb: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::balance::bounded::tests::Loads;
 
@@ -159,6 +199,81 @@ mod tests {
             assert!(max - min <= 1, "{:?}", loads.in_flight);
         }
         assert!(counts.iter().all(|&c| c.abs_diff(1000) <= 10), "{counts:?}");
+    }
+
+    /// Loads whose caller keeps the balancer's index current.
+    struct Indexed(Loads);
+
+    impl ServerLoads for Indexed {
+        fn eligible(&self, index: usize) -> bool {
+            self.0.eligible(index)
+        }
+        fn in_flight(&self, index: usize) -> u64 {
+            self.0.in_flight(index)
+        }
+        fn indexed(&self) -> bool {
+            true
+        }
+    }
+
+    fn pool() -> impl Strategy<Value = (Vec<u32>, Vec<u64>, Vec<bool>, usize)> {
+        (1usize..70).prop_flat_map(|n| {
+            (
+                prop::collection::vec(prop::sample::select(vec![1u32, 1, 2, 5, 256]), n),
+                prop::collection::vec(0u64..4, n),
+                prop::collection::vec(prop::bool::weighted(0.7), n),
+                0usize..8,
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// With its index kept, a pick is the pass's choice, pick after pick (the rotating
+        /// start stays in step), whoever is eligible.
+        #[test]
+        fn indexed_picks_are_the_scans((weights, in_flight, eligible, picks) in pool()) {
+            let members: Vec<Member> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, &weight)| Member { name: format!("m{i}"), weight })
+                .collect();
+            let tree = LeastRequests::with_tree_from(&members, 1);
+            let pass = LeastRequests::with_tree_from(&members, usize::MAX);
+            prop_assert!(pass.load_index().is_none());
+            let mut loads = Loads { eligible, in_flight };
+            let index = tree.load_index().expect("a tree");
+            // The index stands for every member; eligibility is the caller's alone.
+            index.refresh_all(|i| (loads.in_flight[i], true));
+            for k in 0..picks * 3 {
+                let got = tree.pick(&Indexed(loads.clone()));
+                prop_assert_eq!(got, pass.pick(&loads));
+                if let Some(m) = got {
+                    loads.in_flight[m] += 1;
+                    index.refresh(m, || (loads.in_flight[m], true));
+                }
+                if k % 3 == 2 {
+                    let m = k % loads.in_flight.len();
+                    loads.in_flight[m] = loads.in_flight[m].saturating_sub(1);
+                    index.refresh(m, || (loads.in_flight[m], true));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_pools_have_no_tree() {
+        assert!(
+            LeastRequests::new(&members(&[1; TREE_MIN_MEMBERS - 1]))
+                .load_index()
+                .is_none()
+        );
+        assert!(
+            LeastRequests::new(&members(&[1; TREE_MIN_MEMBERS]))
+                .load_index()
+                .is_some()
+        );
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! Must not touch: request heads, health, clocks, locks. The table is rebuilt when the member
 //! list changes; a pick reads it and allocates nothing.
 
-use super::bounded::load_bound;
+use std::sync::Arc;
+
+use super::bounded::{SUMS_MIN_MEMBERS, load_bound};
 use super::round_robin::RoundRobin;
 use super::visited::Visited;
-use super::{HashFunction, Member, ServerLoads, clamp_weight, name_order};
+use super::{HashFunction, LoadIndex, Member, ServerLoads, clamp_weight, name_order};
 
 /// Default table size, the paper's choice for small pools.
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
@@ -60,6 +62,8 @@ pub struct Maglev {
     bounded_load: Option<f64>,
     /// Requests without a key are spread by smooth weighted round robin.
     keyless: RoundRobin,
+    /// With bounded loads: the sums the caller may keep for [`ServerLoads::eligible_totals`].
+    sums: Option<Arc<LoadIndex>>,
 }
 
 impl Maglev {
@@ -74,7 +78,16 @@ impl Maglev {
             hash,
             bounded_load,
             keyless: RoundRobin::new(members),
+            sums: (bounded_load.is_some() && members.len() >= SUMS_MIN_MEMBERS)
+                .then(|| Arc::new(LoadIndex::sums_only(members.len()))),
         }
+    }
+
+    /// With bounded loads (and at least [`SUMS_MIN_MEMBERS`] members), the sums of in-flight
+    /// requests its caller may keep current and report as [`ServerLoads::eligible_totals`], so
+    /// that a pick costs O(1) instead of a pass.
+    pub fn load_index(&self) -> Option<&Arc<LoadIndex>> {
+        self.sums.as_ref()
     }
 
     /// The hash function of keys and member names.

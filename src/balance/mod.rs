@@ -8,9 +8,10 @@
 //! moment of a pick (ready, healthy, not ejected, under `max_conns`, not already tried), so
 //! health and drain never enter the algorithms. A change of members builds a new value.
 
-mod bounded;
+pub mod bounded;
 pub mod hash;
 pub mod least_requests;
+pub mod load_index;
 pub mod maglev;
 pub mod planner;
 pub mod random_two;
@@ -22,6 +23,7 @@ mod visited;
 
 pub use hash::{HashFunction, HashKey};
 pub use least_requests::LeastRequests;
+pub use load_index::LoadIndex;
 pub use maglev::Maglev;
 pub use random_two::RandomTwo;
 pub use ring::Ring;
@@ -53,6 +55,13 @@ pub trait ServerLoads {
     /// `eligible`/`in_flight` only loosens or tightens the bound; it never makes a pick fail.
     fn eligible_totals(&self) -> Option<(u64, usize)> {
         None
+    }
+    /// Whether the caller keeps the balancer's [`LoadIndex`] current (it reports every change
+    /// of a member's in-flight count and standing, see [`Balancer::load_index`]), so that a
+    /// least-requests pick may descend the index's tree instead of asking about every member.
+    /// The default (`false`) makes it scan.
+    fn indexed(&self) -> bool {
+        false
     }
 }
 
@@ -144,6 +153,20 @@ impl Balancer {
             Balancer::RandomTwo(b) => b.pick(input.random, loads),
             Balancer::ConsistentHash(b) => b.pick(input.key_hash, loads),
             Balancer::Maglev(b) => b.pick(input.key_hash, loads),
+        }
+    }
+
+    /// The live load index this balancer reads when the caller keeps it (see
+    /// [`ServerLoads::indexed`]): least requests' tree (pools of at least
+    /// [`least_requests::TREE_MIN_MEMBERS`]), or the sums of a bounded-load pool (of at least
+    /// [`bounded::SUMS_MIN_MEMBERS`]). `None` for algorithms (and pools) that need no loads. The caller reports every member's changes to
+    /// it with [`LoadIndex::refresh`], by member index.
+    pub fn load_index(&self) -> Option<&std::sync::Arc<LoadIndex>> {
+        match self {
+            Balancer::LeastRequests(b) => b.load_index(),
+            Balancer::ConsistentHash(b) => b.load_index(),
+            Balancer::Maglev(b) => b.load_index(),
+            Balancer::RoundRobin(_) | Balancer::RandomTwo(_) => None,
         }
     }
 

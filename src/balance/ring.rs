@@ -9,10 +9,12 @@
 //!
 //! [`HashKey`]: super::HashKey
 
-use super::bounded::load_bound;
+use std::sync::Arc;
+
+use super::bounded::{SUMS_MIN_MEMBERS, load_bound};
 use super::round_robin::RoundRobin;
 use super::visited::Visited;
-use super::{HashFunction, Member, ServerLoads, clamp_weight, name_order};
+use super::{HashFunction, LoadIndex, Member, ServerLoads, clamp_weight, name_order};
 
 /// Default points per unit of weight.
 pub const DEFAULT_VNODES: u32 = 160;
@@ -110,6 +112,8 @@ pub struct Ring {
     bounded_load: Option<f64>,
     /// Requests without a key are spread by smooth weighted round robin.
     keyless: RoundRobin,
+    /// With bounded loads: the sums the caller may keep for [`ServerLoads::eligible_totals`].
+    sums: Option<Arc<LoadIndex>>,
 }
 
 impl Ring {
@@ -138,7 +142,16 @@ impl Ring {
             hash,
             bounded_load,
             keyless: RoundRobin::new(members),
+            sums: (bounded_load.is_some() && members.len() >= SUMS_MIN_MEMBERS)
+                .then(|| Arc::new(LoadIndex::sums_only(members.len()))),
         }
+    }
+
+    /// With bounded loads (and at least [`SUMS_MIN_MEMBERS`] members), the sums of in-flight
+    /// requests its caller may keep current and report as [`ServerLoads::eligible_totals`], so
+    /// that a pick costs O(1) instead of a pass.
+    pub fn load_index(&self) -> Option<&Arc<LoadIndex>> {
+        self.sums.as_ref()
     }
 
     /// The hash function of points and keys.

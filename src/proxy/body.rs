@@ -28,7 +28,7 @@ pub struct Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        self.server.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.server.request_ended();
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use http::{Response, StatusCode};
 
@@ -23,8 +22,7 @@ pub(super) struct InFlight(Option<Arc<Server>>);
 impl InFlight {
     /// Counts a request on `server` (in flight, and in its total).
     pub(super) fn new(server: Arc<Server>) -> InFlight {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
-        server.requests.fetch_add(1, Ordering::Relaxed);
+        server.request_started();
         InFlight(Some(server))
     }
 
@@ -38,7 +36,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(s) = self.0.take() {
-            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+            s.request_ended();
         }
     }
 }

@@ -240,6 +240,11 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Only a snapshot that will be used takes the servers' load reports (a refused one
+        // would leave the running pools' indexes without them).
+        for pool in pools.values() {
+            pool.members.load().attach();
+        }
         Ok(Snapshot {
             table: RouteTable::new(&keys),
             routes,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 
-use crate::balance::{self, Algorithm, Balancer, HashFunction, HashKey, Member, ServerLoads};
+use crate::balance::{self, Algorithm, Balancer, HashFunction, HashKey, LoadIndex, Member, ServerLoads};
 use crate::config::{self, Config};
 use crate::route::RouteTable;
 
@@ -33,6 +33,22 @@ pub struct PoolMembers {
     pub servers: Vec<Arc<Server>>,
     /// The balancer over `servers`.
     pub balancer: Balancer,
+}
+
+impl PoolMembers {
+    /// Points every server's load reports at this balancer's load index (or at none), then
+    /// reads every server's figures into the index; call it before the member list is read by
+    /// the request path. Changes reported to the previous index meanwhile are caught by that
+    /// read: a change made after it is reported here.
+    pub fn attach(&self) {
+        let index = self.balancer.load_index();
+        for (member, server) in self.servers.iter().enumerate() {
+            server.attach(index.map(|index| (index.clone(), member)));
+        }
+        if let Some(index) = index {
+            index.refresh_all(|member| self.servers.get(member).map_or((0, false), |s| s.load_figures()));
+        }
+    }
 }
 
 /// Settings of a pool that the request path reads.
@@ -79,8 +95,9 @@ impl Pool {
     /// Builds the balancer for `servers` and swaps it in. Callers serialise changes of one pool
     /// (see `Shared::changes`); the request path only reads.
     pub fn set_members(&self, servers: Vec<Arc<Server>>) {
-        self.members
-            .store(Arc::new(build_members(&self.settings.algorithm, servers)));
+        let members = build_members(&self.settings.algorithm, servers);
+        members.attach();
+        self.members.store(Arc::new(members));
     }
 
     /// Rebuilds the balancer over the same servers, for changed weights or ramps.
@@ -132,6 +149,8 @@ pub struct PickView<'a> {
     pub max_conns: u64,
     /// Servers already tried for this request.
     pub tried: &'a Tried,
+    /// The balancer's load index, kept current by the servers' reports (`PoolMembers::attach`).
+    pub index: Option<&'a LoadIndex>,
 }
 
 impl ServerLoads for PickView<'_> {
@@ -148,6 +167,16 @@ impl ServerLoads for PickView<'_> {
         self.servers
             .get(index)
             .map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
+    }
+
+    /// The index's sums: over the servers serving (ready, up, not ejected), so they still count
+    /// the servers this request tried and those at `max_conns` (a slightly looser bound).
+    fn eligible_totals(&self) -> Option<(u64, usize)> {
+        self.index.map(LoadIndex::totals)
+    }
+
+    fn indexed(&self) -> bool {
+        self.index.is_some()
     }
 }
 
@@ -250,6 +279,7 @@ pub fn pick_server(
         servers: &members.servers,
         max_conns: settings.max_conns,
         tried,
+        index: members.balancer.load_index().map(|i| &**i),
     };
     let input = balance::PickInput {
         key_hash,
@@ -260,3 +290,6 @@ pub fn pick_server(
         .pick(input, &view)
         .and_then(|i| members.servers.get(i).cloned())
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,13 +2,18 @@
 //! counters, all atomics shared by every snapshot that contains the server.
 //!
 //! Owns: the per-server state the request path reads (`Server::serving`) and the health, admin
-//! and metrics sides write. Must not touch: pools, balancers or sockets.
+//! and metrics sides write, and the reports of its in-flight count and standing to the load
+//! index of the balancer it is a member of (`request_started`, `request_ended`, the setters).
+//! Must not touch: pools, balancers (beyond reporting to the index it is attached to) or sockets.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwapOption;
+
+use crate::balance::LoadIndex;
 use crate::proxy::stats::Histogram;
 
 /// Admin state of a server: takes traffic, finishes what it has, or takes nothing.
@@ -121,8 +126,15 @@ pub struct Server {
     pub weight_overridden: AtomicBool,
     /// Being removed through the admin API: drained, and gone from its pool once idle.
     pub removing: AtomicBool,
-    /// Requests in flight now.
+    /// Requests in flight now; changed only by [`Server::request_started`] and
+    /// [`Server::request_ended`], which report the change to the pool's load index.
     pub in_flight: AtomicU64,
+    /// Where changes of `in_flight` and of standing are reported: the load index of the
+    /// balancer of the member list that holds the server now, and its member index there.
+    load_slot: ArcSwapOption<LoadSlot>,
+    /// Whether `load_slot` holds a slot: one plain load spares the servers of pools without a
+    /// load index the slot's look-up on every request.
+    reporting: AtomicBool,
     /// Requests sent to this server since start.
     pub requests: AtomicU64,
     /// Failed attempts (connect errors, resets, timeouts) since start.
@@ -143,6 +155,13 @@ pub struct Server {
     pub failure_logged_at: AtomicU64,
     /// Upstream failures not logged since the last logged one (rate limit).
     pub failures_unlogged: AtomicU64,
+}
+
+/// A server's place in a load index.
+#[derive(Debug)]
+struct LoadSlot {
+    index: Arc<LoadIndex>,
+    member: usize,
 }
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
@@ -166,6 +185,8 @@ impl Server {
             weight_overridden: AtomicBool::new(false),
             removing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
+            load_slot: ArcSwapOption::empty(),
+            reporting: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -175,6 +196,50 @@ impl Server {
             last_check: Mutex::new(None),
             failure_logged_at: AtomicU64::new(0),
             failures_unlogged: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a request sent to the server (in flight, and in its total) and reports it.
+    #[inline]
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.report_load();
+    }
+
+    /// Ends the in-flight count of a request started with [`Server::request_started`].
+    #[inline]
+    pub fn request_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.report_load();
+    }
+
+    /// Makes the server report its load to `slot` (`(index, member index)`) from now on, or
+    /// to nothing. The caller then reads every member's figures into the index
+    /// ([`LoadIndex::refresh_all`]), which catches the changes reported to the previous one.
+    pub(crate) fn attach(&self, slot: Option<(Arc<LoadIndex>, usize)>) {
+        // A request that still sees `reporting` false changed its count before this store, so
+        // the caller's read of every figure afterwards includes it.
+        let reporting = slot.is_some();
+        self.load_slot
+            .store(slot.map(|(index, member)| Arc::new(LoadSlot { index, member })));
+        self.reporting.store(reporting, Ordering::SeqCst);
+    }
+
+    /// `(in-flight, stands in rotation)` as a load index wants them.
+    pub(crate) fn load_figures(&self) -> (u64, bool) {
+        (self.in_flight.load(Ordering::SeqCst), self.serving())
+    }
+
+    /// Brings the attached load index up to date with this server's figures.
+    #[inline]
+    fn report_load(&self) {
+        if !self.reporting.load(Ordering::SeqCst) {
+            return;
+        }
+        let slot = self.load_slot.load();
+        if let Some(slot) = slot.as_deref() {
+            slot.index.refresh(slot.member, || self.load_figures());
         }
     }
 
@@ -194,7 +259,9 @@ impl Server {
 
     /// Sets the health; returns the previous one.
     pub fn set_health(&self, h: Health) -> Health {
-        Health::from_u8(self.health.swap(h as u8, Ordering::SeqCst))
+        let before = Health::from_u8(self.health.swap(h as u8, Ordering::SeqCst));
+        self.report_load();
+        before
     }
 
     /// Whether passive ejection holds the server out of rotation now.
@@ -204,7 +271,9 @@ impl Server {
 
     /// Ejects or readmits the server; returns the previous value.
     pub fn set_ejected(&self, ejected: bool) -> bool {
-        self.ejected.swap(ejected, Ordering::SeqCst)
+        let before = self.ejected.swap(ejected, Ordering::SeqCst);
+        self.report_load();
+        before
     }
 
     /// Slow-start ramp in per mille of full weight.
@@ -235,7 +304,8 @@ impl Server {
 
     /// Changes the admin state.
     pub fn set_admin_state(&self, s: AdminState) {
-        self.state.store(s as u8, Ordering::Relaxed);
+        self.state.store(s as u8, Ordering::SeqCst);
+        self.report_load();
     }
 
     /// Current weight.
