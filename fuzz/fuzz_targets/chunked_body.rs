@@ -61,7 +61,12 @@ fn decode(data: &[u8], ends: &[usize]) -> (Vec<u8>, End) {
 fuzz_target!(|data: &[u8]| {
     let whole = decode(data, &[data.len()]);
     assert_eq!(decode(data, &cuts(data)), whole, "split reads");
-    assert_eq!(decode(data, &every_byte(data)), whole, "byte reads");
+    // A byte at a time for short inputs only: on each read the decoder looks again at the line
+    // it holds (up to its 4 KiB and 16 KiB limits), and the fuzzer would crawl. The limits are
+    // still crossed piecemeal by the split reads above.
+    if data.len() <= 1024 {
+        assert_eq!(decode(data, &every_byte(data)), whole, "byte reads");
+    }
     assert!(whole.0.len() <= data.len());
     if let End::Done(end) = whole.1 {
         assert_eq!(

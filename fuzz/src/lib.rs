@@ -10,23 +10,25 @@ use ringway::proxy::{h1, headers};
 
 /// Where to cut `data` into reads (the end of each piece, the last being `data.len()`). The
 /// cuts come from a hash of the input, so a run is repeatable and any mutation moves them.
+/// Mostly short reads; at most about 256 of them, so that long inputs stay quick (a decoder
+/// may look at what it holds again on each read).
 pub fn cuts(data: &[u8]) -> Vec<usize> {
     let mut h = data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     }) | 1;
+    let floor = data.len() / 256;
     let mut ends = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
         h ^= h << 13;
         h ^= h >> 7;
         h ^= h << 17;
-        // Mostly short reads, some long ones.
         let step = if h & 0x100 == 0 {
             h % 8 + 1
         } else {
             (h >> 9) % 512 + 1
         };
-        pos = pos.saturating_add(step as usize).min(data.len());
+        pos = pos.saturating_add((step as usize).max(floor)).min(data.len());
         ends.push(pos);
     }
     ends
