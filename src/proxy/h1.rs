@@ -394,9 +394,41 @@ fn last_token_is(v: &[u8], token: &[u8]) -> bool {
         .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Longest chunk-size line or trailer section accepted.
+/// Longest chunk-size line (its CR LF included) or trailer section (its final empty line
+/// included) accepted, whether it arrives whole or a byte at a time.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
+
+/// The length of the chunk-size line at the front of `buf` and the size it gives; `None` while
+/// the line is incomplete.
+///
+/// httparse reads the line, but leniently where a proxy must not be: it takes a line without
+/// digits (`\r\n` or `;ext\r\n`) as size 0, which would end the body, and lets a bare LF through
+/// in an extension, which a peer in front of us may read as the line's end (and the chunk's
+/// data as starting there). Both are refused, as hyper refuses them.
+fn read_chunk_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, ResponseError> {
+    match buf.first() {
+        None => return Ok(None),
+        Some(b) if !b.is_ascii_hexdigit() => return Err(ResponseError::BadChunk),
+        Some(_) => {}
+    }
+    match httparse::parse_chunk_size(buf) {
+        Ok(httparse::Status::Complete((used, size))) => {
+            // The line ends in CR LF (httparse insists): any other LF in it is bare.
+            if used > MAX_CHUNK_LINE || memchr::memchr(b'\n', &buf[..used - 1]).is_some() {
+                return Err(ResponseError::BadChunk);
+            }
+            Ok(Some((used, size)))
+        }
+        // Incomplete: the line will be longer than what is here, and any LF so far is bare.
+        Ok(httparse::Status::Partial)
+            if buf.len() < MAX_CHUNK_LINE && memchr::memchr(b'\n', buf).is_none() =>
+        {
+            Ok(None)
+        }
+        _ => Err(ResponseError::BadChunk),
+    }
+}
 
 /// What the body decoder found in the bytes it was given.
 #[derive(Debug, PartialEq, Eq)]
@@ -483,20 +515,17 @@ impl BodyDecoder {
                     return Ok(Step::Data(buf.split().freeze()));
                 }
                 BodyDecoder::Chunked(state) => match state {
-                    Chunk::Size => match httparse::parse_chunk_size(buf) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            buf.advance(used);
-                            *self = BodyDecoder::Chunked(if size == 0 {
-                                Chunk::Trailers(0)
-                            } else {
-                                Chunk::Data(size)
-                            });
-                        }
-                        Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => {
+                    Chunk::Size => {
+                        let Some((used, size)) = read_chunk_size_line(buf)? else {
                             return Ok(Step::NeedMore);
-                        }
-                        _ => return Err(ResponseError::BadChunk),
-                    },
+                        };
+                        buf.advance(used);
+                        *self = BodyDecoder::Chunked(if size == 0 {
+                            Chunk::Trailers(0)
+                        } else {
+                            Chunk::Data(size)
+                        });
+                    }
                     Chunk::Data(n) => {
                         let Some((data, left)) = take_up_to(buf, n) else {
                             return Ok(Step::NeedMore);
@@ -520,23 +549,31 @@ impl BodyDecoder {
                     }
                     Chunk::Trailers(seen) => {
                         // Trailer fields are dropped: hop-by-hop framing, and few clients of a
-                        // proxy expect them. The section ends at an empty line.
+                        // proxy expect them. The section ends at an empty line. Every line must
+                        // end in CR LF and hold no other CR or LF: where a peer in front of us
+                        // reads lines differently, the body would end elsewhere for it, and the
+                        // bytes after it would be another request to one of us only.
                         let Some(end) = memchr::memchr(b'\n', buf) else {
-                            if seen + buf.len() > MAX_TRAILERS {
+                            // The line is at least one byte longer than what is here.
+                            if seen + buf.len() >= MAX_TRAILERS {
                                 return Err(ResponseError::BadChunk);
                             }
                             return Ok(Step::NeedMore);
                         };
                         let line = &buf[..end];
-                        let empty = line.is_empty() || line == b"\r";
-                        buf.advance(end + 1);
-                        if empty {
-                            *self = BodyDecoder::Done;
-                        } else if seen + end + 1 > MAX_TRAILERS {
+                        if line.last() != Some(&b'\r') || memchr::memchr(b'\r', &line[..end - 1]).is_some() {
                             return Err(ResponseError::BadChunk);
-                        } else {
-                            *self = BodyDecoder::Chunked(Chunk::Trailers(seen + end + 1));
                         }
+                        let seen = seen + end + 1;
+                        if seen > MAX_TRAILERS {
+                            return Err(ResponseError::BadChunk);
+                        }
+                        buf.advance(end + 1);
+                        *self = if end == 1 {
+                            BodyDecoder::Done
+                        } else {
+                            BodyDecoder::Chunked(Chunk::Trailers(seen))
+                        };
                     }
                 },
             }

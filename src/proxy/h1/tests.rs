@@ -327,6 +327,75 @@ fn rejects_bad_chunks() {
     assert_eq!(decode_all(&mut d, &[&long]).unwrap_err(), ResponseError::BadChunk);
 }
 
+/// Decodes `wire` whole and one byte at a time; both must agree.
+fn decode_both_ways(wire: &[u8]) -> Result<(Vec<u8>, bool), ResponseError> {
+    let whole = decode_all(&mut BodyDecoder::new(BodyFraming::Chunked), &[wire]);
+    let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+    let byte_by_byte = decode_all(&mut BodyDecoder::new(BodyFraming::Chunked), &bytes);
+    assert_eq!(whole, byte_by_byte, "{:?}", String::from_utf8_lossy(wire));
+    whole
+}
+
+/// Regressions found by fuzzing (docs/fuzzing.md): httparse's leniencies in chunk-size lines,
+/// trailer lines read up to a bare LF, and limits that held only for bytes arriving piecemeal.
+#[test]
+fn chunk_lines_end_in_crlf_and_have_a_size() {
+    for bad in [
+        // No digits: httparse reads size 0, which would end the body here.
+        &b"\r\nGET /smuggled HTTP/1.1\r\n\r\n"[..],
+        b";ext\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        // A bare LF in an extension, which a front proxy may take as the line's end.
+        b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+        b"5;a\n",
+        // Trailer lines and the final empty line end in CR LF, with no bare CR.
+        b"0\r\nX: a\n\r\n",
+        b"0\r\nX: a\r\n\n",
+        b"0\r\n\n",
+        b"0\r\nX: a\rb\r\n\r\n",
+    ] {
+        assert_eq!(decode_both_ways(bad), Err(ResponseError::BadChunk), "{bad:?}");
+    }
+    let good = b"5 ;a=b\r\nhello\r\n0;x\r\nX-T: 1\r\n\r\n";
+    assert_eq!(decode_both_ways(good), Ok((b"hello".to_vec(), true)));
+}
+
+#[test]
+fn chunk_limits_hold_however_the_bytes_arrive() {
+    // A 100-digit size, and an endless extension.
+    let digits = [b'1'; 100];
+    assert_eq!(decode_both_ways(&digits), Err(ResponseError::BadChunk));
+    let endless = [&b"5;"[..], &[b'x'; MAX_CHUNK_LINE]].concat();
+    assert_eq!(decode_both_ways(&endless), Err(ResponseError::BadChunk));
+    // A chunk-size line over the limit that arrives whole was taken before.
+    let line = |len: usize| {
+        let mut w = b"5;".to_vec();
+        w.resize(len - 2, b'x');
+        w.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        w
+    };
+    assert_eq!(
+        decode_both_ways(&line(MAX_CHUNK_LINE)),
+        Ok((b"hello".to_vec(), true))
+    );
+    assert_eq!(
+        decode_both_ways(&line(MAX_CHUNK_LINE + 1)),
+        Err(ResponseError::BadChunk)
+    );
+    // The trailer section, its final empty line included.
+    let trailers = |len: usize| {
+        let mut w = b"0\r\nX: ".to_vec();
+        w.resize(3 + len - 4, b't');
+        w.extend_from_slice(b"\r\n\r\n");
+        w
+    };
+    assert_eq!(decode_both_ways(&trailers(MAX_TRAILERS)), Ok((Vec::new(), true)));
+    assert_eq!(
+        decode_both_ways(&trailers(MAX_TRAILERS + 1)),
+        Err(ResponseError::BadChunk)
+    );
+}
+
 #[test]
 fn length_body_stops_at_its_length() {
     let mut d = BodyDecoder::new(BodyFraming::Length(4));

@@ -5,8 +5,8 @@
 //! Must not touch: sockets, timers, the request path. Every function works on bytes already
 //! read, so the rules are unit-, property- and fuzz-tested without I/O.
 //!
-//! The rules, and the choices made where the RFCs leave one, are listed in
-//! docs/operations.md ("Request heads from clients").
+//! The rules, their statuses, and the choices made where the RFCs leave one are listed in
+//! docs/request-heads.md.
 
 use std::mem::MaybeUninit;
 
