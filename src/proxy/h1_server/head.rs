@@ -294,4 +294,6 @@ fn authority_is_host_and_port(a: &str) -> bool {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
