@@ -153,18 +153,23 @@ where
         return Ok(false);
     }
     let mut wire = conn.borrow().wire();
-    if let Wire::BodyUnread = wire {
-        // Answered before the client finished its body: the rest is read and discarded (for a
-        // while) rather than left unread, since closing on unread bytes makes the kernel reset
-        // the connection under the answer; a client that finishes its body keeps its
-        // connection.
+    if let Wire::BodyUnread = wire
+        && written.keep_alive
+    {
+        // Answered before the client finished its body, on a connection that stays open: the
+        // rest is read by its framing and thrown away (for a while), and a client that finishes
+        // its body keeps its connection.
         wire = drain_body(conn).await;
     }
     conn.borrow_mut().end_request();
     match wire {
         Wire::Clean if written.keep_alive => Ok(true),
         Wire::Clean => shutdown(conn).await.map(|()| false),
+        // Closing on unread bytes makes the kernel reset the connection, which can destroy the
+        // answer before the client reads it: close the sending side, then read and discard for
+        // a while (nginx's lingering close). The client sees the end of the answer at once.
         Wire::Broken => linger(conn).await.map(|()| false),
+        Wire::BodyUnread if !written.keep_alive => linger(conn).await.map(|()| false),
         Wire::AwaitsContinue | Wire::BodyUnread => Ok(false),
     }
 }
