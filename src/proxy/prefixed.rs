@@ -8,6 +8,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::server::{FirstBytes, H2_PREFACE_START};
 
 /// `inner`, read after `prefix`.
 pub(super) struct Prefixed<S> {
@@ -52,4 +55,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// Reads from a client whose first bytes were a prefix of the HTTP/2 preface until they tell
+/// which protocol it speaks; `None` if it closed first.
+pub(super) async fn read_until_decided(mut stream: TcpStream) -> Option<(Prefixed<TcpStream>, FirstBytes)> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::with_capacity(H2_PREFACE_START.len());
+    let mut byte = [0u8; 1];
+    // One byte at a time: nothing after the decision is taken from the stream.
+    while H2_PREFACE_START.starts_with(&read) && read.len() < H2_PREFACE_START.len() {
+        match stream.read(&mut byte).await {
+            Ok(1) => read.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let speaks = if read == H2_PREFACE_START {
+        FirstBytes::Http2
+    } else {
+        FirstBytes::Http1
+    };
+    let stream = Prefixed {
+        prefix: bytes::Bytes::from(read),
+        inner: stream,
+    };
+    Some((stream, speaks))
 }

@@ -277,10 +277,10 @@ impl Engine {
 }
 
 /// The start of the HTTP/2 connection preface (RFC 9113 3.4); no HTTP/1 request starts so.
-const H2_PREFACE_START: &[u8; 4] = b"PRI ";
+pub(super) const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 /// How a cleartext connection speaks, told from its first bytes.
-enum FirstBytes {
+pub(super) enum FirstBytes {
     Http1,
     Http2,
     /// Fewer bytes than it takes to tell, all matching the HTTP/2 preface so far.
@@ -297,33 +297,6 @@ async fn first_bytes(stream: &TcpStream) -> FirstBytes {
         Ok(n) if H2_PREFACE_START.starts_with(&first[..n]) => FirstBytes::Undecided,
         Ok(_) => FirstBytes::Http1,
     }
-}
-
-/// Reads from a client whose first bytes were a prefix of the HTTP/2 preface until they tell
-/// which protocol it speaks; `None` if it closed first.
-async fn read_until_decided(
-    mut stream: TcpStream,
-) -> Option<(super::prefixed::Prefixed<TcpStream>, FirstBytes)> {
-    use tokio::io::AsyncReadExt;
-    let mut read = Vec::with_capacity(H2_PREFACE_START.len());
-    let mut byte = [0u8; 1];
-    // One byte at a time: nothing after the decision is taken from the stream.
-    while H2_PREFACE_START.starts_with(&read) && read.len() < H2_PREFACE_START.len() {
-        match stream.read(&mut byte).await {
-            Ok(1) => read.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let speaks = if read == H2_PREFACE_START {
-        FirstBytes::Http2
-    } else {
-        FirstBytes::Http1
-    };
-    let stream = super::prefixed::Prefixed {
-        prefix: bytes::Bytes::from(read),
-        inner: stream,
-    };
-    Some((stream, speaks))
 }
 
 /// A served connection as the connection loop drives it, whatever its protocol.
@@ -421,7 +394,7 @@ pub(super) async fn serve_connection(
                 // back in front of the stream for whichever side serves it.
                 Box::pin(async move {
                     let read = tokio::select! {
-                        r = tokio::time::timeout_at(deadline, read_until_decided(stream)) => r,
+                        r = tokio::time::timeout_at(deadline, super::prefixed::read_until_decided(stream)) => r,
                         _ = shutdown.wait_for(|stopping| *stopping) => return,
                     };
                     if let Ok(Some((stream, speaks))) = read {

@@ -340,16 +340,31 @@ const LINGER_FOR: Duration = Duration::from_secs(30);
 /// Longest wait for the next piece of it (nginx `lingering_timeout`).
 const LINGER_IDLE: Duration = Duration::from_secs(5);
 
-/// Reads and discards the rest of a client's body, bounded by [`LINGER_FOR`] and [`LINGER_IDLE`].
-pub(super) async fn linger(mut body: Incoming) {
+/// Takes pieces from `next` while `more` says so, for at most [`LINGER_FOR`] in all and
+/// [`LINGER_IDLE`] for each piece: the piece it stopped at, `None` if the time ran out. The
+/// lingering of a client's unread body, however it is read.
+pub(super) async fn for_a_while<T>(
+    mut next: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    more: impl Fn(&T) -> bool,
+) -> Option<T> {
     let until = tokio::time::Instant::now() + LINGER_FOR;
     loop {
-        let next = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
-        match tokio::time::timeout_at(next, poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))).await {
-            Ok(Some(Ok(_))) => {}
-            _ => return,
+        let deadline = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
+        match tokio::time::timeout_at(deadline, poll_fn(&mut next)).await {
+            Ok(piece) if more(&piece) => {}
+            Ok(piece) => return Some(piece),
+            Err(_) => return None,
         }
     }
+}
+
+/// Reads and discards the rest of a client's body, for a while ([`for_a_while`]).
+pub(super) async fn linger(mut body: Incoming) {
+    for_a_while(
+        |cx| Pin::new(&mut body).poll_frame(cx),
+        |f| matches!(f, Some(Ok(_))),
+    )
+    .await;
 }
 
 /// Why an exchange failed before the response head arrived.

@@ -30,6 +30,7 @@ use super::body::ResponseBody;
 use super::conn_state::TrackedStream;
 use super::forward::{self, ConnCtx};
 use super::request_body::RequestBody;
+use super::upstream;
 
 /// A client stream a tunnel can take over.
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -174,21 +175,17 @@ where
     }
 }
 
-/// Reads and discards the rest of a request body by its framing, for at most [`LINGER_FOR`]
-/// and [`LINGER_IDLE`] between pieces.
+/// Reads and discards the rest of a request body by its framing, for a while
+/// (`upstream::for_a_while`).
 async fn drain_body<S>(conn: &RefCell<Io<S>>) -> Wire
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let until = tokio::time::Instant::now() + LINGER_FOR;
-    loop {
-        let next = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
-        match tokio::time::timeout_at(next, poll_fn(|cx| conn.borrow_mut().poll_body_data(cx))).await {
-            Ok(Some(Ok(_))) => {}
-            Ok(None) => return Wire::Clean,
-            Ok(Some(Err(_))) => return Wire::Broken,
-            Err(_) => return Wire::BodyUnread,
-        }
+    let piece = |cx: &mut Context<'_>| conn.borrow_mut().poll_body_data(cx);
+    match upstream::for_a_while(piece, |p| matches!(p, Some(Ok(_)))).await {
+        Some(None) => Wire::Clean,
+        Some(Some(Err(_))) => Wire::Broken,
+        Some(Some(Ok(_))) | None => Wire::BodyUnread,
     }
 }
 
@@ -461,23 +458,14 @@ where
     poll_fn(|cx| conn.borrow_mut().poll_shutdown(cx)).await
 }
 
-/// Longest time an unread request body is drained after its answer (nginx `lingering_time`).
-const LINGER_FOR: std::time::Duration = std::time::Duration::from_secs(30);
-/// Longest wait for the next piece of it (nginx `lingering_timeout`).
-const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Closes the sending side, then reads and discards what the client still sends, for a while.
+/// Closes the sending side, then reads and discards what the client still sends, for a while
+/// (`upstream::for_a_while`).
 async fn linger<S>(conn: &RefCell<Io<S>>) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shutdown(conn).await?;
-    let until = tokio::time::Instant::now() + LINGER_FOR;
-    loop {
-        let next = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
-        match tokio::time::timeout_at(next, poll_fn(|cx| conn.borrow_mut().poll_discard(cx))).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return Ok(()),
-        }
-    }
+    let piece = |cx: &mut Context<'_>| conn.borrow_mut().poll_discard(cx);
+    upstream::for_a_while(piece, |r| matches!(r, Ok(n) if *n > 0)).await;
+    Ok(())
 }
