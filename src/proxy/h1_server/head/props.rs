@@ -234,3 +234,53 @@ proptest! {
         }
     }
 }
+
+/// The `Host` check as it was: an `http::uri::Authority` built from the value, then its text
+/// checked for a plain `host[:port]`.
+fn host_by_authority(value: &[u8]) -> bool {
+    !value.contains(&b'@')
+        && http::uri::Authority::try_from(value).is_ok_and(|a| authority_is_host_and_port(a.as_str()))
+}
+
+/// Host values from the bytes that matter to the grammar, and a few that must never pass.
+fn host_value() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        8 => proptest::sample::select(b"ab9-._~%F".to_vec()),
+        2 => proptest::sample::select(b":[]".to_vec()),
+        1 => proptest::sample::select(b"%!$&'()*+,;=@/?# \"<>{}|^`\t\x7f\x80".to_vec()),
+    ];
+    proptest::collection::vec(byte, 0..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn host_check_is_no_looser_than_the_authority_parse(value in host_value()) {
+        if fields::is_valid_host(&value) {
+            prop_assert!(host_by_authority(&value), "{:?}", String::from_utf8_lossy(&value));
+        }
+    }
+}
+
+#[test]
+fn host_check_accepts_what_clients_send() {
+    for ok in [
+        "a",
+        "a.example",
+        "a.example:8080",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:443",
+        "xn--bcher-kva.example",
+        "a:",
+    ] {
+        assert!(fields::is_valid_host(ok.as_bytes()), "{ok}");
+        assert!(host_by_authority(ok.as_bytes()), "{ok}");
+    }
+    for bad in [
+        "", "a b", "u@a", "a:b", "a:1:2", "[::1", "[zz::1]", "a/b", "a?b", "[::1]x", "a%4", "a%zz", "a%41b",
+    ] {
+        assert!(!fields::is_valid_host(bad.as_bytes()), "{bad}");
+    }
+}
