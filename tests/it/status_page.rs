@@ -3,11 +3,9 @@
 //! script talks only to `/api/v1`, and it is served uncached under a strict
 //! Content-Security-Policy. `.ci/browser-test` drives the same page in Chromium.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use ringway::config::Balance;
 
 /// The namespace of SVG elements: a name, never fetched.

@@ -4,12 +4,10 @@
 //! connection each request arrived, so every test asserts both the client's answer and whether
 //! the next request came on the same connection.
 
-mod common;
-
 use std::time::Duration;
 
-use common::edge::*;
-use common::*;
+use crate::common::edge::*;
+use crate::common::*;
 use ringway::config::Balance;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

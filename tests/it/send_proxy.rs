@@ -3,14 +3,12 @@
 //! private to their client; health checks send a LOCAL / UNKNOWN header. The servers read the
 //! header with the `ppp` crate.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::upstream::*;
-use common::*;
+use crate::common::upstream::*;
+use crate::common::*;
 use hyper::Request;
 use ringway::config::{Balance, Config, ExpectStatus, HealthConfig, ProxyVersion, UpstreamTls};
 use ringway::proxy::state::Health;

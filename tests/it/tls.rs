@@ -4,14 +4,13 @@
 //! a connection stays open, a bad new certificate refused, plain HTTP to a TLS port, garbage and
 //! truncated handshakes, WebSocket over TLS, and `redirect_https` beside a TLS listener.
 
-mod common;
-#[path = "common/tls.rs"]
-mod tls_common;
+use crate::common::tls as tls_common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common;
+use crate::common::*;
 use ringway::config::{CertPair, Config, TlsConfig};
 use tls_common::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -3,14 +3,12 @@
 //! released; HTTP/2 floods (rapid reset, SETTINGS, PING, too many streams) are answered
 //! cleanly while other clients keep being served.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ringway::config::Balance;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

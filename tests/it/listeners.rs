@@ -3,12 +3,10 @@
 //! keep their sockets and take new settings for new connections; an address another owner
 //! holds refuses the reload (and a second engine) whole.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use ringway::config::{Balance, Config, RedirectHttps};
 use ringway::proxy::Engine;
 use tokio::io::AsyncWriteExt;

@@ -1,12 +1,11 @@
 //! Proxying over real sockets: routing, retries, 502/503/504, headers, streaming, keep-alive,
 //! request ids, graceful stop and HTTP/2 from clients.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common;
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use ringway::cli::{pool, route, server};
 use ringway::config::{Balance, HostPattern, RouteAction};
 use ringway::proxy::state::AdminState;

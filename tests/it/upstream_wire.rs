@@ -3,13 +3,11 @@
 //! while the request body is still being sent. The servers here are scripted raw sockets, so
 //! each test controls the exact bytes on the wire.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ringway::config::Balance;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

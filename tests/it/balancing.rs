@@ -1,8 +1,6 @@
 //! Each balancing algorithm's spread and weights, over real sockets (one worker thread).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ringway::config::Balance;
 
 fn weighted(balance: Balance, backends: &[(&Backend, u32)]) -> ringway::config::Config {

@@ -1,12 +1,10 @@
 //! `ringway demo` through the real binary: rooms behind round robin, `/cache/` by consistent
 //! hash, the status page, and a clean stop on SIGINT.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

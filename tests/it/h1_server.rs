@@ -1,11 +1,10 @@
 //! Ringway's own HTTP/1.1 client side over raw sockets: pipelining, keep-alive rules, heads
 //! that arrive a byte at a time, the framing of responses, and the framing it refuses.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common;
+use crate::common::*;
 use ringway::config::Balance;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,13 +1,11 @@
 //! `/metrics` parses as Prometheus text and its counters and histograms match the requests sent,
 //! per route, server and status code; the API's live figures follow them.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prometheus_parse::{Sample, Scrape, Value};
 use ringway::config::Balance;
 

@@ -2,14 +2,12 @@
 //! certificate or key is refused at the line and column of the key that names it; one that
 //! expires soon is a warning. `ringway proxy --cert --key` serves TLS in one line.
 
-mod common;
-#[path = "common/tls.rs"]
-mod tls_common;
+use crate::common::tls as tls_common;
 
 use std::path::Path;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 use tls_common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 

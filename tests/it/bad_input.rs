@@ -1,11 +1,9 @@
 //! Bad input from clients over raw sockets: each is refused at the edge and nothing of it
 //! reaches a server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ringway::config::{Balance, Limits};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

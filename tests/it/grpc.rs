@@ -4,14 +4,12 @@
 //! `h2` pool over TLS with a private CA. Unary, server-streaming, client-streaming and
 //! bidirectional calls; messages, `grpc-status` with its message, and metadata both ways.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::upstream::*;
-use common::*;
+use crate::common::upstream::*;
+use crate::common::*;
 use http::uri::PathAndQuery;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -1,11 +1,9 @@
 //! Hashed pools over real sockets: key affinity, identical routing across instances, and a
 //! drained server moving only its own keys.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use ringway::cli::default_hash_settings;
 use ringway::config::{Balance, HashKeySpec, HashSettings};
 use ringway::proxy::state::AdminState;

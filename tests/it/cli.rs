@@ -1,13 +1,11 @@
 //! The `ringway` binary: `check` on good and bad files, and `proxy` end to end with a graceful
 //! stop on SIGTERM.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

@@ -3,13 +3,11 @@
 //! twenty reloads fail no request, refuse no connection, close no keep-alive connection and start
 //! no process.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

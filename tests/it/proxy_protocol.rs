@@ -2,13 +2,11 @@
 //! listener with `proxy_protocol = true`, and `X-Forwarded-For` from `trusted_proxies`. The
 //! address must reach the server's `X-Forwarded-For`, the access log and `client_ip` hashing.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use common::edge::*;
-use common::*;
+use crate::common::edge::*;
+use crate::common::*;
 use ringway::config::{AccessLogFormat, AccessLogTarget, Balance, Config, HashKeySpec, HashSettings};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

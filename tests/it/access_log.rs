@@ -1,11 +1,9 @@
 //! The access log: one line per request, nginx `combined` plus upstream fields, or JSON.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ringway::config::{AccessLogFormat, AccessLogTarget, Balance};
 
 /// A fresh directory under the system temp dir, removed when dropped.

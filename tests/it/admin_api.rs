@@ -2,14 +2,12 @@
 //! load (drain, weight, add, delete), runtime changes across a reload, the token, bad input,
 //! and an admin listener that survives slow and garbage clients.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ringway::config::{Balance, Config};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,14 +3,12 @@
 //! `server_name`, pooled TLS connections reused, and active health checks over TLS. Certificates
 //! are made at test time with rcgen; the servers are hyper behind tokio-rustls.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::upstream::*;
-use common::*;
+use crate::common::upstream::*;
+use crate::common::*;
 use ringway::config::{Balance, Config, ExpectStatus, HealthConfig, UpstreamTls};
 use ringway::proxy::state::Health;
 

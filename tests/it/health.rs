@@ -4,16 +4,14 @@
 //! State is read in-process from the engine's snapshot (`Server::health()`, `is_ejected()`,
 //! `ramp()`), not through the admin API. Every wait is bounded by a deadline.
 
-mod common;
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};

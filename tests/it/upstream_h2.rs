@@ -2,15 +2,13 @@
 //! connections, translation between HTTP/1.1 and HTTP/2 both ways (`:authority` and Host,
 //! cookies, `TE`), trailers, streamed bodies, resets and failures mapped to 502.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::common::upstream::*;
+use crate::common::*;
 use bytes::Bytes;
-use common::upstream::*;
-use common::*;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{HeaderMap, Request};
