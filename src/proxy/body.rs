@@ -4,7 +4,7 @@
 //! local answer), whose
 //! end returns the upstream connection to its pool, ends the request's in-flight count, counts
 //! the answer in the live figures and writes the access log line. (The request body's way
-//! upstream is `upstream::Upload`.)
+//! upstream is `upload::Upload`.)
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;

@@ -23,6 +23,7 @@ pub mod state;
 pub mod static_files;
 pub mod stats;
 pub mod tls;
+mod upload;
 pub mod upstream;
 pub mod upstream_conn;
 pub mod upstream_h2;

@@ -248,12 +248,12 @@ pub struct UploadBody {
 impl Drop for UploadBody {
     fn drop(&mut self) {
         // Dropped unfinished (answered early, or the stream failed): the client's remaining
-        // bytes are read and discarded for a while, as for HTTP/1.1 pools (see `upstream::linger`).
+        // bytes are read and discarded for a while, as for HTTP/1.1 pools (see `upload::linger`).
         if let Some(RequestBody::H2(body)) = self.body.take()
             && !body.is_end_stream()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(super::upstream::linger(body));
+            runtime.spawn(super::upload::linger(body));
         }
     }
 }

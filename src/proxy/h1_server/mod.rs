@@ -30,7 +30,7 @@ use super::body::ResponseBody;
 use super::conn_state::TrackedStream;
 use super::forward::{self, ConnCtx};
 use super::request_body::RequestBody;
-use super::upstream;
+use super::upload;
 
 /// A client stream a tunnel can take over.
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -176,13 +176,13 @@ where
 }
 
 /// Reads and discards the rest of a request body by its framing, for a while
-/// (`upstream::for_a_while`).
+/// (`upload::for_a_while`).
 async fn drain_body<S>(conn: &RefCell<Io<S>>) -> Wire
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let piece = |cx: &mut Context<'_>| conn.borrow_mut().poll_body_data(cx);
-    match upstream::for_a_while(piece, |p| matches!(p, Some(Ok(_)))).await {
+    match upload::for_a_while(piece, |p| matches!(p, Some(Ok(_)))).await {
         Some(None) => Wire::Clean,
         Some(Some(Err(_))) => Wire::Broken,
         Some(Some(Ok(_))) | None => Wire::BodyUnread,
@@ -459,13 +459,13 @@ where
 }
 
 /// Closes the sending side, then reads and discards what the client still sends, for a while
-/// (`upstream::for_a_while`).
+/// (`upload::for_a_while`).
 async fn linger<S>(conn: &RefCell<Io<S>>) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shutdown(conn).await?;
     let piece = |cx: &mut Context<'_>| conn.borrow_mut().poll_discard(cx);
-    upstream::for_a_while(piece, |r| matches!(r, Ok(n) if *n > 0)).await;
+    upload::for_a_while(piece, |r| matches!(r, Ok(n) if *n > 0)).await;
     Ok(())
 }
