@@ -55,18 +55,22 @@ struct Handler {
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
         self.queries.fetch_add(1, Ordering::SeqCst);
         let builder = MessageResponseBuilder::from_message_request(request);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
         metadata.recursion_available = true;
+        let Ok(info) = request.request_info() else {
+            metadata.response_code = ResponseCode::FormErr;
+            return respond(&mut response, builder.build_no_records(metadata)).await;
+        };
         let (answers, additionals) = {
             let zone = self.zone.lock().expect("zone");
-            let Ok(info) = request.request_info() else {
-                metadata.response_code = ResponseCode::FormErr;
-                return send(&mut response, builder.build_no_records(metadata)).await;
-            };
             let name = key(&info.query.original().name().to_ascii());
             let rtype = info.query.original().query_type();
             if zone.servfail {
@@ -76,7 +80,11 @@ impl RequestHandler for Handler {
                 metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), Vec::new())
             } else {
-                let answers = zone.records.get(&(name.clone(), rtype)).cloned().unwrap_or_default();
+                let answers = zone
+                    .records
+                    .get(&(name.clone(), rtype))
+                    .cloned()
+                    .unwrap_or_default();
                 let additionals = if rtype == RecordType::SRV {
                     zone.additionals.get(&name).cloned().unwrap_or_default()
                 } else {
@@ -86,11 +94,11 @@ impl RequestHandler for Handler {
             }
         };
         let message = builder.build(metadata, answers.iter(), [].iter(), [].iter(), additionals.iter());
-        send(&mut response, message).await
+        respond(&mut response, message).await
     }
 }
 
-async fn send<'a, R: ResponseHandler>(
+async fn respond<'a, R: ResponseHandler>(
     response: &mut R,
     message: hickory_server::zone_handler::MessageResponse<
         '_,
@@ -101,10 +109,7 @@ async fn send<'a, R: ResponseHandler>(
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
 ) -> ResponseInfo {
-    response
-        .send_response(message)
-        .await
-        .expect("DNS response sent")
+    response.send_response(message).await.expect("DNS response sent")
 }
 
 /// An authoritative DNS server for the test's names on 127.0.0.1 (UDP and TCP, one port).
@@ -123,7 +128,9 @@ impl Dns {
             let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind DNS UDP");
             let addr = udp.local_addr().expect("DNS address");
             // The same port for TCP (answers too large for UDP come over it); retried if taken.
-            let Ok(tcp) = TcpListener::bind(addr).await else { continue };
+            let Ok(tcp) = TcpListener::bind(addr).await else {
+                continue;
+            };
             let mut dns = Dns {
                 addr,
                 zone: zone.clone(),
@@ -185,7 +192,9 @@ impl Dns {
     fn set_srv(&self, name: &str, records: &[(u16, u16, u16, &str)], glue: &[(&str, Ipv4Addr)]) {
         let srv = records
             .iter()
-            .map(|(p, w, port, target)| Record::from_rdata(fqdn(name), 0, RData::SRV(SRV::new(*p, *w, *port, fqdn(target)))))
+            .map(|(p, w, port, target)| {
+                Record::from_rdata(fqdn(name), 0, RData::SRV(SRV::new(*p, *w, *port, fqdn(target))))
+            })
             .collect();
         let additionals = glue
             .iter()
@@ -218,7 +227,7 @@ impl Dns {
 fn log() -> &'static Mutex<Vec<u8>> {
     static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
     static INIT: AtomicBool = AtomicBool::new(false);
-    let log = LOG.get_or_init(|| Mutex::new(Vec::new()));
+    let captured = LOG.get_or_init(|| Mutex::new(Vec::new()));
     if !INIT.swap(true, Ordering::SeqCst) {
         struct Capture;
         impl Write for Capture {
@@ -236,13 +245,15 @@ fn log() -> &'static Mutex<Vec<u8>> {
             .with_writer(|| Capture)
             .try_init();
     }
-    log
+    captured
 }
 
 /// Log lines containing every one of `parts`.
 fn log_lines(parts: &[&str]) -> usize {
     let text = String::from_utf8_lossy(&log().lock().expect("log")).into_owned();
-    text.lines().filter(|l| parts.iter().all(|p| l.contains(p))).count()
+    text.lines()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,12 +300,18 @@ fn health() -> HealthConfig {
 
 fn members(proxy: &Proxy) -> Vec<Arc<PoolServer>> {
     let snapshot = proxy.engine().shared.snapshot.load();
-    snapshot.pools.get(POOL).map_or_else(Vec::new, |p| p.members.load().servers.clone())
+    snapshot
+        .pools
+        .get(POOL)
+        .map_or_else(Vec::new, |p| p.members.load().servers.clone())
 }
 
 /// `(name, weight)` of the pool's servers, sorted.
 fn names_weights(proxy: &Proxy) -> Vec<(String, u32)> {
-    let mut v: Vec<(String, u32)> = members(proxy).iter().map(|s| (s.name.clone(), s.weight())).collect();
+    let mut v: Vec<(String, u32)> = members(proxy)
+        .iter()
+        .map(|s| (s.name.clone(), s.weight()))
+        .collect();
     v.sort();
     v
 }
@@ -368,13 +385,24 @@ async fn servers_appear_and_join_once_their_checks_pass() {
         })
         .await;
         assert_eq!(names(&proxy), vec![first.clone(), second.clone(), dead.clone()]);
-        let dead_server = members(&proxy).into_iter().find(|s| s.name == dead).expect("dead member");
-        assert!(!dead_server.serving(), "a server that never passed a check takes no traffic");
+        let dead_server = members(&proxy)
+            .into_iter()
+            .find(|s| s.name == dead)
+            .expect("dead member");
+        assert!(
+            !dead_server.serving(),
+            "a server that never passed a check takes no traffic"
+        );
         let mut seen = HashMap::new();
         for _ in 0..20 {
-            *seen.entry(get_ok(&client, &proxy).await.backend().to_string()).or_insert(0) += 1;
+            *seen
+                .entry(get_ok(&client, &proxy).await.backend().to_string())
+                .or_insert(0) += 1;
         }
-        assert!(seen.get("b2") >= Some(&5) && seen.get("b3") >= Some(&5), "{seen:?}");
+        assert!(
+            seen.get("b2") >= Some(&5) && seen.get("b3") >= Some(&5),
+            "{seen:?}"
+        );
         assert_eq!(seen.values().sum::<usize>(), 20);
         assert_eq!(dead_server.requests.load(Ordering::Relaxed), 0);
         assert!(b2.requests() > 0 && b3.requests() > 0);
@@ -390,7 +418,11 @@ async fn a_vanished_server_drains_and_leaves_once_idle() {
         let (b2, b3, port) = two_loopback_backends().await;
         let name = "vanish.test";
         dns.set_a(name, &[ip(127, 0, 0, 2), ip(127, 0, 0, 3)]);
-        let proxy = Proxy::start(discovering(discover(&dns, &format!("{name}:{port}"), a_query(name, port))));
+        let proxy = Proxy::start(discovering(discover(
+            &dns,
+            &format!("{name}:{port}"),
+            a_query(name, port),
+        )));
         let client = client();
         wait_until("both servers in the pool", || members(&proxy).len() == 2).await;
 
@@ -409,7 +441,10 @@ async fn a_vanished_server_drains_and_leaves_once_idle() {
         };
         b3.wait_requests(1).await;
         let gone = format!("127.0.0.3:{port}");
-        let leaving = members(&proxy).into_iter().find(|s| s.name == gone).expect("b3 member");
+        let leaving = members(&proxy)
+            .into_iter()
+            .find(|s| s.name == gone)
+            .expect("b3 member");
         assert_eq!(leaving.in_flight.load(Ordering::SeqCst), 1);
 
         dns.set_a(name, &[ip(127, 0, 0, 2)]);
@@ -420,7 +455,10 @@ async fn a_vanished_server_drains_and_leaves_once_idle() {
         for _ in 0..10 {
             assert_eq!(get_ok(&client, &proxy).await.backend(), "b2");
         }
-        assert!(names(&proxy).contains(&gone), "removed while a request was in flight");
+        assert!(
+            names(&proxy).contains(&gone),
+            "removed while a request was in flight"
+        );
 
         b3.release();
         let replies = held.await.expect("held requests");
@@ -446,7 +484,11 @@ async fn the_pool_is_kept_while_the_resolver_fails_and_follows_it_again_after() 
         let (_b2, _b3, port) = two_loopback_backends().await;
         let name = "outage.test";
         dns.set_a(name, &[ip(127, 0, 0, 2), ip(127, 0, 0, 3)]);
-        let proxy = Proxy::start(discovering(discover(&dns, &format!("{name}:{port}"), a_query(name, port))));
+        let proxy = Proxy::start(discovering(discover(
+            &dns,
+            &format!("{name}:{port}"),
+            a_query(name, port),
+        )));
         let client = client();
         wait_until("both servers in the pool", || members(&proxy).len() == 2).await;
         let before = names(&proxy);
@@ -481,7 +523,10 @@ async fn the_pool_is_kept_while_the_resolver_fails_and_follows_it_again_after() 
         dns.servfail(false);
         dns.set_a(name, &[ip(127, 0, 0, 2)]);
         dns.restart().await;
-        wait_until("the pool follows DNS again", || names(&proxy) == vec![format!("127.0.0.2:{port}")]).await;
+        wait_until("the pool follows DNS again", || {
+            names(&proxy) == vec![format!("127.0.0.2:{port}")]
+        })
+        .await;
         assert_eq!(log_lines(&["INFO", "DNS `outage.test:", "answers again"]), 1);
         let report = proxy.engine().shared.discovery.of(POOL).expect("a report");
         assert!(report.failing_since.is_none() && report.used == 1, "{report:?}");
@@ -498,7 +543,11 @@ async fn empty_answers_and_nxdomain_never_empty_the_pool() {
         let (_b2, _b3, port) = two_loopback_backends().await;
         let name = "empty.test";
         dns.set_a(name, &[ip(127, 0, 0, 2), ip(127, 0, 0, 3)]);
-        let proxy = Proxy::start(discovering(discover(&dns, &format!("{name}:{port}"), a_query(name, port))));
+        let proxy = Proxy::start(discovering(discover(
+            &dns,
+            &format!("{name}:{port}"),
+            a_query(name, port),
+        )));
         let client = client();
         wait_until("both servers in the pool", || members(&proxy).len() == 2).await;
         let before = names(&proxy);
@@ -525,7 +574,11 @@ async fn empty_answers_and_nxdomain_never_empty_the_pool() {
 async fn srv_records_give_ports_and_weights() {
     bounded(async {
         let dns = Dns::start().await;
-        let (a, b, backup) = (Backend::start("a").await, Backend::start("b").await, Backend::start("backup").await);
+        let (a, b, backup) = (
+            Backend::start("a").await,
+            Backend::start("b").await,
+            Backend::start("backup").await,
+        );
         let name = "_http._tcp.srv.test";
         // `a` comes with its address in the additional section; `b` must be looked up.
         dns.set_a("b.srv.test", &[ip(127, 0, 0, 1)]);
@@ -538,7 +591,11 @@ async fn srv_records_give_ports_and_weights() {
             ],
             &[("a.srv.test", ip(127, 0, 0, 1))],
         );
-        let proxy = Proxy::start(discovering(discover(&dns, name, DnsQuery::Srv { name: name.into() })));
+        let proxy = Proxy::start(discovering(discover(
+            &dns,
+            name,
+            DnsQuery::Srv { name: name.into() },
+        )));
         let admin = proxy.start_admin();
         let client = client();
         let expected = vec![(a.address(), 1), (b.address(), 3)];
@@ -547,29 +604,34 @@ async fn srv_records_give_ports_and_weights() {
         // Smooth weighted round robin: exactly 1:3 over a cycle of 4.
         let mut seen = HashMap::new();
         for _ in 0..40 {
-            *seen.entry(get_ok(&client, &proxy).await.backend().to_string()).or_insert(0) += 1;
+            *seen
+                .entry(get_ok(&client, &proxy).await.backend().to_string())
+                .or_insert(0) += 1;
         }
         assert_eq!((seen.get("a"), seen.get("b")), (Some(&10), Some(&30)), "{seen:?}");
         assert_eq!(backup.requests(), 0, "a record of a lower priority is not used");
 
         // The admin API shows them as discovered, and the pool's discovery.
-        let pool: serde_json::Value = client
-            .get(format!("{admin}/api/v1/pools/{POOL}"))
-            .send()
-            .await
-            .expect("admin")
-            .json()
-            .await
-            .expect("json");
+        let pool = send(client.get(format!("{admin}/api/v1/pools/{POOL}"))).await;
+        let pool: serde_json::Value = serde_json::from_str(&pool.text()).expect("json");
         assert_eq!(pool["discover"]["dns"], name);
         assert_eq!(pool["discover"]["used"], 2);
-        assert!(pool["servers"].as_array().expect("servers").iter().all(|s| s["discovered"] == true));
+        assert!(
+            pool["servers"]
+                .as_array()
+                .expect("servers")
+                .iter()
+                .all(|s| s["discovered"] == true)
+        );
 
         // A weight changed in DNS changes the weight in the pool, without a new server.
         let ids: Vec<u64> = members(&proxy).iter().map(|s| s.id).collect();
         dns.set_srv(
             name,
-            &[(10, 2, a.addr.port(), "a.srv.test"), (10, 3, b.addr.port(), "b.srv.test")],
+            &[
+                (10, 2, a.addr.port(), "a.srv.test"),
+                (10, 3, b.addr.port(), "b.srv.test"),
+            ],
             &[("a.srv.test", ip(127, 0, 0, 1))],
         );
         let expected = vec![(a.address(), 2), (b.address(), 3)];
@@ -589,7 +651,11 @@ async fn a_huge_answer_is_capped_not_refused() {
         // 600 addresses: too many for UDP (the answer comes over TCP) and above the cap of 512.
         let ips: Vec<Ipv4Addr> = (0..600u32).map(|i| Ipv4Addr::from(0x7f01_0000 + i)).collect();
         dns.set_a(name, &ips);
-        let proxy = Proxy::start(discovering(discover(&dns, &format!("{name}:8080"), a_query(name, 8080))));
+        let proxy = Proxy::start(discovering(discover(
+            &dns,
+            &format!("{name}:8080"),
+            a_query(name, 8080),
+        )));
         wait_until("512 servers", || members(&proxy).len() == 512).await;
         let lowest = members(&proxy).iter().map(|s| s.addr).min().expect("members");
         assert_eq!(lowest, SocketAddr::new(IpAddr::V4(ip(127, 1, 0, 0)), 8080));

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::sampler::{Figures, Sampler};
-use crate::discovery::Reports;
 use crate::config::{Balance, HashFn, HashKeySpec, HostPattern, PoolConfig, RouteConfig};
+use crate::discovery::Reports;
 use crate::proxy::Engine;
 use crate::proxy::state::{AdminState, Health, Pool, RAMP_FULL, Route, RouteTarget, Server, Snapshot};
 

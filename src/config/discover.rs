@@ -106,9 +106,7 @@ pub(super) fn dns_query(s: &str) -> Result<DnsQuery, String> {
                 name: s.to_ascii_lowercase(),
             })
         } else {
-            Err(format!(
-                "discover `dns` \"{s}\" is not an SRV name: {HOW}"
-            ))
+            Err(format!("discover `dns` \"{s}\" is not an SRV name: {HOW}"))
         };
     }
     if s.starts_with('[') || s.parse::<Ipv6Addr>().is_ok() {
@@ -157,7 +155,8 @@ fn is_srv_name(s: &str) -> bool {
             && l.len() <= 62
             && !l.starts_with('-')
             && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     });
     service_ok && proto.eq_ignore_ascii_case("_tcp") && values::is_dns_name(domain, true)
 }

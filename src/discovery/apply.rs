@@ -15,6 +15,9 @@ use crate::proxy::state::{Health, Server, drain_then_remove};
 /// Who changes the pool, for the log.
 const BY: &str = "DNS discovery";
 
+/// Joins logged a line each; more at once (a fleet found at start) are logged in one line.
+const LOGGED_ONE_BY_ONE: usize = 8;
+
 /// Makes the discovered servers of pool `pool_name` those of `found`; returns the changes
 /// made, or `None` when the pool is not in the current snapshot (removed by a reload).
 pub fn apply(shared: &Arc<Shared>, pool_name: &str, found: &[Endpoint]) -> Option<plan::Changes> {
@@ -58,17 +61,34 @@ pub fn apply(shared: &Arc<Shared>, pool_name: &str, found: &[Endpoint]) -> Optio
     };
     if !changes.join.is_empty() || !changes.reweigh.is_empty() {
         let mut servers = members.servers.clone();
+        let one_by_one = changes.join.len() <= LOGGED_ONE_BY_ONE;
         for e in &changes.join {
             let name = plan::endpoint_name(e.addr);
             let server = Arc::new(Server::new(name.clone(), name, e.addr, e.weight, health));
             server.discovered.store(true, Ordering::Relaxed);
-            tracing::info!(
-                "pool `{pool_name}`: server `{}` joined, weight {}, {} ({BY})",
-                server.name,
-                e.weight,
-                health.as_str()
-            );
+            if one_by_one {
+                tracing::info!(
+                    "pool `{pool_name}`: server `{}` joined, weight {}, {} ({BY})",
+                    server.name,
+                    e.weight,
+                    health.as_str()
+                );
+            }
             servers.push(server);
+        }
+        if !one_by_one {
+            let first: Vec<String> = changes
+                .join
+                .iter()
+                .take(LOGGED_ONE_BY_ONE)
+                .map(|e| plan::endpoint_name(e.addr))
+                .collect();
+            tracing::info!(
+                "pool `{pool_name}`: {} servers joined, {} ({BY}): {}, …",
+                changes.join.len(),
+                health.as_str(),
+                first.join(", ")
+            );
         }
         pool.set_members(servers);
     }

@@ -87,7 +87,11 @@ pub fn srv_endpoints(records: &[SrvTarget]) -> Found {
     finish(
         preferred
             .iter()
-            .flat_map(|r| r.ips.iter().map(move |ip| (SocketAddr::new(*ip, r.port), weight(r.weight))))
+            .flat_map(|r| {
+                r.ips
+                    .iter()
+                    .map(move |ip| (SocketAddr::new(*ip, r.port), weight(r.weight)))
+            })
             .collect(),
     )
 }

@@ -45,7 +45,8 @@ impl std::fmt::Display for Failure {
 pub fn resolver(config: &DiscoverConfig) -> Result<TokioResolver, String> {
     let provider = TokioRuntimeProvider::default();
     let mut builder = if config.resolvers.is_empty() {
-        TokioResolver::builder(provider).map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
+        TokioResolver::builder(provider)
+            .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
     } else {
         let name_servers = config
             .resolvers
@@ -74,7 +75,9 @@ pub fn resolver(config: &DiscoverConfig) -> Result<TokioResolver, String> {
     options.negative_max_ttl = Some(Duration::ZERO);
     // A query waits no longer than the interval (within 1 s to 5 s): an answer that late is
     // stale before the next one is due.
-    options.timeout = config.interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
+    options.timeout = config
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(5));
     builder
         .build()
         .map_err(|e| format!("cannot build the DNS resolver: {e}"))
@@ -82,7 +85,10 @@ pub fn resolver(config: &DiscoverConfig) -> Result<TokioResolver, String> {
 
 /// The longest a whole resolution may take (queries, retries, SRV targets).
 pub fn deadline(config: &DiscoverConfig) -> Duration {
-    config.interval.clamp(Duration::from_secs(1), Duration::from_secs(5)) * 4
+    config
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(5))
+        * 4
 }
 
 /// Resolves `query` once.

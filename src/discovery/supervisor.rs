@@ -94,7 +94,11 @@ fn follow(shared: &Arc<Shared>, config: &Config, running: &mut HashMap<String, R
             } else {
                 format!(
                     " (asking {})",
-                    d.resolvers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    d.resolvers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         );

@@ -58,7 +58,8 @@ fn address_and_srv_names() {
 
 #[test]
 fn resolvers_take_a_default_port() {
-    let d = parsed(r#"dns = "_http._tcp.x.internal", resolvers = ["10.0.0.2", "127.0.0.1:5353", "[::1]:53"]"#);
+    let d =
+        parsed(r#"dns = "_http._tcp.x.internal", resolvers = ["10.0.0.2", "127.0.0.1:5353", "[::1]:53"]"#);
     let expected: Vec<SocketAddr> = ["10.0.0.2:53", "127.0.0.1:5353", "[::1]:53"]
         .iter()
         .map(|s| s.parse().expect("address"))
@@ -71,19 +72,43 @@ fn names_that_are_neither_host_port_nor_srv() {
     // Line 13 is `discover = { dns = "…" }`: the value starts at column 20.
     for (name, message) in [
         ("api.internal", "discover `dns` \"api.internal\" has no port"),
-        ("api internal:80", "discover `dns` \"api internal:80\": `api internal` is not a valid DNS name"),
-        ("api.internal:0", "discover `dns` \"api.internal:0\": port `0` is not a number"),
-        ("api.internal:http", "discover `dns` \"api.internal:http\": port `http`"),
+        (
+            "api internal:80",
+            "discover `dns` \"api internal:80\": `api internal` is not a valid DNS name",
+        ),
+        (
+            "api.internal:0",
+            "discover `dns` \"api.internal:0\": port `0` is not a number",
+        ),
+        (
+            "api.internal:http",
+            "discover `dns` \"api.internal:http\": port `http`",
+        ),
         ("10.0.0.1:80", "discover `dns` \"10.0.0.1:80\" is an IP address"),
         ("[::1]:80", "discover `dns` \"[::1]:80\" is an IP address"),
-        ("_http._tcp.api.internal:80", "discover `dns` \"_http._tcp.api.internal:80\": an SRV name takes no port"),
-        ("_http._udp.api.internal", "discover `dns` \"_http._udp.api.internal\" is not an SRV name"),
-        ("_http.api.internal", "discover `dns` \"_http.api.internal\" is not an SRV name"),
-        ("_._tcp.api.internal", "discover `dns` \"_._tcp.api.internal\" is not an SRV name"),
+        (
+            "_http._tcp.api.internal:80",
+            "discover `dns` \"_http._tcp.api.internal:80\": an SRV name takes no port",
+        ),
+        (
+            "_http._udp.api.internal",
+            "discover `dns` \"_http._udp.api.internal\" is not an SRV name",
+        ),
+        (
+            "_http.api.internal",
+            "discover `dns` \"_http.api.internal\" is not an SRV name",
+        ),
+        (
+            "_._tcp.api.internal",
+            "discover `dns` \"_._tcp.api.internal\" is not an SRV name",
+        ),
         ("_http._tcp", "discover `dns` \"_http._tcp\" is not an SRV name"),
         ("", "discover `dns` \"\" has no port"),
     ] {
-        one_err(&discover(&format!("dns = \"{name}\"")), &format!("13:20: {message}"));
+        one_err(
+            &discover(&format!("dns = \"{name}\"")),
+            &format!("13:20: {message}"),
+        );
     }
 }
 
@@ -103,7 +128,9 @@ fn bad_intervals_and_resolvers() {
     );
     // Every bad element is reported, each at its own position.
     assert_eq!(
-        errs(&discover(r#"dns = "a.internal:80", resolvers = ["dns.internal", "127.0.0.1:0"]"#)),
+        errs(&discover(
+            r#"dns = "a.internal:80", resolvers = ["dns.internal", "127.0.0.1:0"]"#
+        )),
         vec![
             "13:50: resolver \"dns.internal\" is not an IP address with an optional port \
              (\"10.0.0.2\", \"127.0.0.1:5353\", \"[fd00::53]:53\"); name servers are given by address"

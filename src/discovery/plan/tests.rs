@@ -153,13 +153,19 @@ fn srv_weights_keep_their_proportions_in_1_to_256() {
             .collect()
     };
     // 0 is the smallest share, as RFC 2782 has it; within 256 the records' values stand.
-    assert_eq!(weights(&[srv(0, 0, 80, &[1]), srv(0, 256, 80, &[2])]), vec![1, 256]);
+    assert_eq!(
+        weights(&[srv(0, 0, 80, &[1]), srv(0, 256, 80, &[2])]),
+        vec![1, 256]
+    );
     // Larger weights are scaled down (Kubernetes and Consul publish such values).
     assert_eq!(
         weights(&[srv(0, 1000, 80, &[1]), srv(0, 500, 80, &[2]), srv(0, 1, 80, &[3])]),
         vec![256, 128, 1]
     );
-    assert_eq!(weights(&[srv(0, 65535, 80, &[1]), srv(0, 65535, 80, &[2])]), vec![256, 256]);
+    assert_eq!(
+        weights(&[srv(0, 65535, 80, &[1]), srv(0, 65535, 80, &[2])]),
+        vec![256, 256]
+    );
     // One address named by two records keeps the larger weight.
     assert_eq!(weights(&[srv(0, 3, 80, &[1]), srv(0, 7, 80, &[1])]), vec![7]);
     assert!(srv_endpoints(&[]).endpoints.is_empty());
