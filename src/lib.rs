@@ -9,6 +9,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod health;
 pub mod proxy;
 pub mod ring_cmd;

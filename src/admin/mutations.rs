@@ -1,14 +1,14 @@
 //! Changes of a pool's servers through the API: PATCH (state, weight), POST (add), DELETE
 //! (drain, then remove once idle).
 //!
-//! Owns: validating a change whole before applying any of it, applying it under
-//! `Shared::changes`, and the task that removes a deleted server once its last request ended.
+//! Owns: validating a change whole before applying any of it, and applying it under
+//! `Shared::changes` (a deleted server is drained and removed once idle by
+//! `proxy::state::drain_then_remove`, which DNS discovery uses too).
 //! Must not touch: the request path (servers' atomics and pool member swaps are its only
 //! interface), the configuration file.
 
 use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
@@ -18,10 +18,7 @@ use super::http::{ApiError, Resp, json_ok, read_json};
 use super::{Admin, views};
 use crate::balance::{MAX_WEIGHT, MIN_WEIGHT};
 use crate::proxy::Engine;
-use crate::proxy::state::{AdminState, Health, Pool, Server, Snapshot, resolve};
-
-/// How often a deleted server's in-flight count is looked at.
-const IDLE_POLL: Duration = Duration::from_millis(50);
+use crate::proxy::state::{AdminState, Health, Pool, Server, Snapshot, drain_then_remove, resolve};
 
 /// `PATCH …/servers/{server}`.
 #[derive(Debug, Deserialize)]
@@ -230,56 +227,11 @@ pub fn delete(admin: &Admin, pool_name: &str, name: &str) -> Result<Resp, ApiErr
     let snapshot = engine.shared.snapshot.load();
     let pool = find_pool(&snapshot, pool_name)?;
     let server = find_server(&pool, name)?;
-    if !server.removing.swap(true, Ordering::SeqCst) {
-        server.set_admin_state(AdminState::Drain);
-        fence(Ordering::SeqCst);
-        tracing::info!("pool `{pool_name}`: server `{name}` draining, to be removed once idle (admin API)");
-        tokio::spawn(remove_when_idle(
-            engine.clone(),
-            pool_name.to_owned(),
-            server.clone(),
-        ));
-    }
+    drain_then_remove(&engine.shared, pool_name, &server, "admin API");
     Ok(json_ok(
         StatusCode::ACCEPTED,
         &views::server(&server, &admin.sampler),
     ))
-}
-
-/// Waits (no deadline: a long download may take hours) until `server` has nothing in flight,
-/// then takes it out of the current snapshot's pool.
-async fn remove_when_idle(engine: Arc<Engine>, pool_name: String, server: Arc<Server>) {
-    let mut every = tokio::time::interval(IDLE_POLL);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if server.in_flight.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-    }
-    let _changes = changes(&engine);
-    let snapshot = engine.shared.snapshot.load();
-    let Some(pool) = snapshot.pools.get(&pool_name) else {
-        tracing::info!(
-            "server `{}` removed: its pool `{pool_name}` is gone already",
-            server.name
-        );
-        return;
-    };
-    let servers: Vec<Arc<Server>> = pool
-        .members
-        .load()
-        .servers
-        .iter()
-        .filter(|s| !Arc::ptr_eq(s, &server))
-        .cloned()
-        .collect();
-    pool.set_members(servers);
-    tracing::info!(
-        "pool `{pool_name}`: server `{}` ({}) removed after its last request (admin API)",
-        server.name,
-        server.address
-    );
 }
 
 #[cfg(test)]

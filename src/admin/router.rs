@@ -167,7 +167,7 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
             let snapshot = engine.shared.snapshot.load();
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"pools": views::pools(&snapshot, sampler)}),
+                &json!({"pools": views::pools(&snapshot, sampler, &engine.shared.discovery)}),
             ))
         }
         Endpoint::Pool(p) => {
@@ -175,7 +175,7 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
             let pool = mutations::find_pool(&snapshot, &p)?;
             Ok(json_response(
                 StatusCode::OK,
-                &views::pool(&pool, &snapshot, sampler),
+                &views::pool(&pool, &snapshot, sampler, &engine.shared.discovery),
             ))
         }
         Endpoint::Servers(p) => {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::sampler::{Figures, Sampler};
 use crate::config::{Balance, HashFn, HashKeySpec, HostPattern, PoolConfig, RouteConfig};
+use crate::discovery::Reports;
 use crate::proxy::Engine;
 use crate::proxy::state::{AdminState, Health, Pool, RAMP_FULL, Route, RouteTarget, Server, Snapshot};
 
@@ -47,6 +48,7 @@ pub struct ServerView {
     effective_weight: u32,
     ramp: f64,
     added_at_runtime: bool,
+    discovered: bool,
     removing: bool,
     last_check: Option<CheckView>,
     in_flight: u64,
@@ -94,6 +96,7 @@ pub fn server(s: &Server, sampler: &Sampler) -> ServerView {
         effective_weight: s.effective_weight(),
         ramp: f64::from(s.ramp()) / f64::from(RAMP_FULL),
         added_at_runtime: s.runtime_added.load(Ordering::Relaxed),
+        discovered: s.discovered.load(Ordering::Relaxed),
         removing,
         last_check,
         in_flight: s.in_flight.load(Ordering::Relaxed),
@@ -187,8 +190,26 @@ pub fn pool_config<'a>(snapshot: &'a Snapshot, name: &str) -> Option<&'a PoolCon
     snapshot.config.pools.iter().find(|p| p.name == name)
 }
 
+/// `discover` of a pool: its settings and how resolution is going.
+fn discover(cfg: Option<&PoolConfig>, reports: &Reports) -> Value {
+    let Some((pool, d)) = cfg.and_then(|c| Some((&c.name, c.discover.as_ref()?))) else {
+        return Value::Null;
+    };
+    let report = reports.of(pool).unwrap_or_default();
+    json!({
+        "dns": d.dns,
+        "interval": duration(d.interval),
+        "resolvers": d.resolvers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "last_answer": report.last_answer.map(time),
+        "answered": report.answered,
+        "used": report.used,
+        "failing_since": report.failing_since.map(time),
+        "last_error": report.last_error,
+    })
+}
+
 /// `<pool>` of the contract.
-pub fn pool(p: &Pool, snapshot: &Snapshot, sampler: &Sampler) -> Value {
+pub fn pool(p: &Pool, snapshot: &Snapshot, sampler: &Sampler, reports: &Reports) -> Value {
     let members = p.members.load();
     let servers: Vec<ServerView> = members.servers.iter().map(|s| server(s, sampler)).collect();
     let in_flight: u64 = members
@@ -221,6 +242,7 @@ pub fn pool(p: &Pool, snapshot: &Snapshot, sampler: &Sampler) -> Value {
         "slow_start": p.settings.slow_start.map(duration),
         "health_check": health,
         "passive": passive,
+        "discover": discover(cfg, reports),
         "requests_per_s": figures.requests_per_s,
         "error_5xx_ratio": figures.error_5xx_ratio,
         "p50_s": figures.p50_s,
@@ -232,13 +254,13 @@ pub fn pool(p: &Pool, snapshot: &Snapshot, sampler: &Sampler) -> Value {
 }
 
 /// Every pool, in name order.
-pub fn pools(snapshot: &Snapshot, sampler: &Sampler) -> Vec<Value> {
+pub fn pools(snapshot: &Snapshot, sampler: &Sampler, reports: &Reports) -> Vec<Value> {
     let mut names: Vec<&String> = snapshot.pools.keys().collect();
     names.sort();
     names
         .into_iter()
         .filter_map(|n| snapshot.pools.get(n))
-        .map(|p| pool(p, snapshot, sampler))
+        .map(|p| pool(p, snapshot, sampler, reports))
         .collect()
 }
 
@@ -303,7 +325,7 @@ pub fn status(engine: &Engine, sampler: &Sampler, started_at: SystemTime) -> Val
         "now": time(SystemTime::now()),
         "listeners": listeners(engine),
         "routes": routes(&snapshot, sampler),
-        "pools": pools(&snapshot, sampler),
+        "pools": pools(&snapshot, sampler, &engine.shared.discovery),
     })
 }
 

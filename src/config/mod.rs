@@ -9,6 +9,7 @@
 pub mod model;
 pub use model::*;
 
+mod discover;
 mod listener;
 mod load;
 mod parse;

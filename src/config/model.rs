@@ -342,13 +342,34 @@ pub struct ServerConfig {
     pub name: String,
 }
 
-/// `discover = { dns, interval }`.
+/// `discover = { dns, interval, resolvers }`: servers of a pool found in DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoverConfig {
-    /// `name:port` to resolve.
+    /// The name as written: `name:port` (A/AAAA) or `_service._tcp.name` (SRV).
     pub dns: String,
+    /// What to ask for, read from `dns`.
+    pub query: DnsQuery,
     /// How often to resolve (default 5s).
     pub interval: Duration,
+    /// Name servers to ask; empty means the system's configuration (`/etc/resolv.conf`).
+    pub resolvers: Vec<SocketAddr>,
+}
+
+/// The DNS question of a discovering pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DnsQuery {
+    /// A and AAAA records of `host`; every address is a server on `port`.
+    Address {
+        /// The name to resolve.
+        host: String,
+        /// The servers' port.
+        port: u16,
+    },
+    /// SRV records of `name` (`_service._tcp.domain`): targets, ports and weights.
+    Srv {
+        /// The SRV name.
+        name: String,
+    },
 }
 
 /// `health = { ... }`.

@@ -119,7 +119,7 @@ pub(crate) fn parse_pool(cx: &mut Ctx, facts: &mut Facts, pool: &str, t: &Tbl<'_
         None => Some(None),
         Some(f) => cx
             .table(f, format!("`discover` of [pool.{pool}]"))
-            .and_then(|dt| parse_discover(cx, &dt))
+            .and_then(|dt| super::discover::parse_discover(cx, &dt))
             .map(Some),
     };
     if t.get("discover").is_none() && servers.as_ref().is_some_and(Vec::is_empty) {
@@ -387,24 +387,6 @@ fn parse_server_table(cx: &mut Ctx, t: &Tbl<'_>) -> Option<(String, u32, String,
         (Some(_), None) => return None,
     };
     Some((address, weight?, name, name_at))
-}
-
-fn parse_discover(cx: &mut Ctx, t: &Tbl<'_>) -> Option<DiscoverConfig> {
-    t.check_keys(cx, &["dns", "interval"]);
-    let dns = match t.get("dns") {
-        None => {
-            cx.missing(t, "dns");
-            None
-        }
-        Some(f) => cx.str(f).and_then(|a| check_address(cx, f, a)),
-    };
-    let interval = t
-        .get("interval")
-        .map_or(Some(Duration::from_secs(5)), |f| cx.duration(f, true));
-    Some(DiscoverConfig {
-        dns: dns?,
-        interval: interval?,
-    })
 }
 
 fn parse_health(cx: &mut Ctx, t: &Tbl<'_>) -> Option<HealthConfig> {

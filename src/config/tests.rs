@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use super::*;
 
+/// `discover` tables: their own file, with the helpers of this one.
+mod discover;
+
 /// The example of DESIGN.md section 4, verbatim.
 const DESIGN_EXAMPLE: &str = r#"shutdown_grace = "30s"
 workers = "auto"                   # threads serving traffic: "auto" = one per CPU core, or a number
@@ -337,7 +340,12 @@ redirect_https = {}
         pool.discover,
         Some(DiscoverConfig {
             dns: "app.internal:80".into(),
-            interval: Duration::from_secs(5)
+            query: DnsQuery::Address {
+                host: "app.internal".into(),
+                port: 80
+            },
+            interval: Duration::from_secs(5),
+            resolvers: Vec::new(),
         })
     );
     assert_eq!(
@@ -908,7 +916,7 @@ fn pools_need_servers_or_discover() {
     ));
     one_err(
         &format!("{MINIMAL}[pool.d]\ndiscover = {{ dns = \"api.internal\" }}\n"),
-        "13:20: address \"api.internal\" has no port",
+        "13:20: discover `dns` \"api.internal\" has no port",
     );
 }
 

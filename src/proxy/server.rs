@@ -82,6 +82,8 @@ pub struct Shared {
     /// Serialises changes of the live state (reloads, admin calls, health-driven rebuilds of a
     /// pool's members) so that two never interleave; the request path never takes it.
     pub changes: std::sync::Mutex<()>,
+    /// How DNS discovery of each discovering pool is going (for the admin side).
+    pub discovery: crate::discovery::Reports,
     /// Set to `true` once to stop.
     pub(super) shutdown: watch::Sender<bool>,
 }
@@ -196,10 +198,13 @@ impl Engine {
             open_connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             changes: std::sync::Mutex::new(()),
+            discovery: crate::discovery::Reports::default(),
             shutdown: tx,
         });
         crate::health::start(shared.clone())
             .map_err(|e| StartError::Io(format!("cannot start health checks: {e}")))?;
+        crate::discovery::start(shared.clone())
+            .map_err(|e| StartError::Io(format!("cannot start DNS discovery: {e}")))?;
         let mut handles = Vec::with_capacity(threads);
         let mut workers = Vec::with_capacity(threads);
         for (i, changes) in batches.into_iter().enumerate() {

@@ -257,7 +257,8 @@ function createServerRow(pv, s) {
   const tr = h('tr', { 'data-server': s.name });
   const name = h('span', { class: 'name' });
   const runtime = h('span', { class: 'tag', text: 'added at run time', title: 'added through the API, not in the config file' });
-  tr.append(h('th', { scope: 'row' }, name, runtime));
+  const discovered = h('span', { class: 'tag', text: 'from DNS', title: 'found by DNS discovery, not in the config file' });
+  tr.append(h('th', { scope: 'row' }, name, runtime, discovered));
   tr.append(h('td', { class: 'mono' }));
   tr.append(h('td', {}, h('span', { class: 'badge' })));
   tr.append(h('td', { class: 'health' }));
@@ -307,7 +308,7 @@ function createServerRow(pv, s) {
   });
   actions.append(form);
   tr.append(actions);
-  tr.refs = { name, runtime, moveBtn, input, weight, ramp };
+  tr.refs = { name, runtime, discovered, moveBtn, input, weight, ramp };
   return tr;
 }
 
@@ -316,6 +317,7 @@ function updateServerRow(pv, tr, s, now) {
   const status = STATUS_MEANING[s.status] ? s.status : 'down';
   setText(tr.refs.name, s.name);
   tr.refs.runtime.hidden = !s.added_at_runtime;
+  tr.refs.discovered.hidden = !s.discovered;
   setText(c[1], s.address);
   const badge = c[2].firstChild;
   setText(badge, s.status || '?');

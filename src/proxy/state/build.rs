@@ -136,6 +136,7 @@ impl Snapshot {
                             server.set_weight(s.weight);
                         }
                         server.runtime_added.store(false, Ordering::Relaxed);
+                        server.discovered.store(false, Ordering::Relaxed);
                         servers.push(server.clone());
                     }
                     None => match resolve(&s.address) {
@@ -150,9 +151,16 @@ impl Snapshot {
                     },
                 }
             }
-            // Servers added at run time survive a reload of a file that does not list them.
+            // Servers added at run time survive a reload of a file that does not list them, and
+            // so do discovered ones while the pool still discovers (its next answer decides).
             for o in old_servers {
-                if o.runtime_added.load(Ordering::Relaxed) && !servers.iter().any(|s| s.name == o.name) {
+                // A discovered server whose address the file now lists gives way to that entry.
+                let discovered = o.discovered.load(Ordering::Relaxed)
+                    && p.discover.is_some()
+                    && !servers.iter().any(|s| s.addr == o.addr);
+                if (o.runtime_added.load(Ordering::Relaxed) || discovered)
+                    && !servers.iter().any(|s| s.name == o.name)
+                {
                     servers.push(o.clone());
                 }
             }
@@ -175,10 +183,10 @@ impl Snapshot {
                     );
                 }
             }
-            if servers.is_empty() {
-                // Discovery may fill the pool later; until then it answers 503.
+            if servers.is_empty() && p.discover.is_none() {
                 continue;
             }
+            // A discovering pool may be empty until its first answer; until then it answers 503.
             let pool = Pool {
                 name: p.name.clone(),
                 members: ArcSwap::from_pointee(build_members(&settings.algorithm, servers)),
@@ -272,14 +280,6 @@ pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
             errors.push(format!(
                 "route `{}`: maintenance is not supported by this version yet",
                 r.name
-            ));
-        }
-    }
-    for p in &config.pools {
-        if p.discover.is_some() {
-            errors.push(format!(
-                "pool `{}`: DNS discovery is not supported by this version yet",
-                p.name
             ));
         }
     }

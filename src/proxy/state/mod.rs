@@ -21,9 +21,11 @@ use crate::route::RouteTable;
 use super::stats::RouteStats;
 
 mod build;
+mod removal;
 mod server;
 
 pub use build::{resolve, unsupported};
+pub use removal::drain_then_remove;
 pub use server::{AdminState, CheckRecord, Health, RAMP_FULL, Server};
 
 /// The members of a pool and the balancer built for exactly them.

@@ -122,6 +122,9 @@ pub struct Server {
     ramp: AtomicU32,
     /// Added through the admin API and absent from the configuration file.
     pub runtime_added: AtomicBool,
+    /// Found by DNS discovery (and so taken out by it when DNS no longer names it); a reload
+    /// keeps it while its pool still has `discover`.
+    pub discovered: AtomicBool,
     /// The weight was set through the admin API: a reload keeps it.
     pub weight_overridden: AtomicBool,
     /// Being removed through the admin API: drained, and gone from its pool once idle.
@@ -182,6 +185,7 @@ impl Server {
             ejected: AtomicBool::new(false),
             ramp: AtomicU32::new(RAMP_FULL),
             runtime_added: AtomicBool::new(false),
+            discovered: AtomicBool::new(false),
             weight_overridden: AtomicBool::new(false),
             removing: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),

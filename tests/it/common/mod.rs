@@ -113,8 +113,19 @@ impl Backend {
         Backend::spawn(name, Mode::ReadThenClose).await
     }
 
+    /// A server that answers every request, listening on `bind` (another loopback address such
+    /// as 127.0.0.2, for tests of DNS records that give addresses without ports).
+    pub async fn start_at(name: &str, bind: SocketAddr) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(bind).await?;
+        Ok(Backend::serve(name, Mode::Http, listener))
+    }
+
     async fn spawn(name: &str, mode: Mode) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve(name, mode, listener)
+    }
+
+    fn serve(name: &str, mode: Mode, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().expect("backend address");
         let (arrivals_tx, arrivals) = watch::channel(0usize);
         let (gate, gate_rx) = watch::channel(true);
