@@ -4,12 +4,12 @@
 //! State is read in-process from the engine's snapshot (`Server::health()`, `is_ejected()`,
 //! `ramp()`), not through the admin API. Every wait is bounded by a deadline.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::logs::{capture_logs, logged};
 use crate::common::*;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -244,47 +244,6 @@ impl Load {
 
 fn changes(s: &Server) -> u64 {
     s.health_changes.load(Ordering::SeqCst)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Log capture, to check that changes are logged once
-// ---------------------------------------------------------------------------------------------
-
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(|| Capture)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .try_init();
-    });
-}
-
-/// Logged lines that contain every one of `parts`.
-fn logged(parts: &[&str]) -> Vec<String> {
-    let logs = LOGS.lock().unwrap_or_else(|e| e.into_inner());
-    String::from_utf8_lossy(&logs)
-        .lines()
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .map(str::to_owned)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

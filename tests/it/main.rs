@@ -11,6 +11,7 @@ mod balancing;
 mod cli;
 mod client_abuse;
 mod demo;
+mod discovery;
 mod grpc;
 mod h1_server;
 mod hashing;

@@ -4,6 +4,7 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod tls;
 pub mod upstream;
 

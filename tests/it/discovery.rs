@@ -5,9 +5,6 @@
 //! empty answers and NXDOMAIN never emptying a pool, SRV weights and ports, a huge answer
 //! capped, and reloads keeping or stopping discovery.
 
-mod common;
-
-#[path = "discovery/dns.rs"]
 mod dns;
 
 use std::collections::HashMap;
@@ -16,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use dns::{Dns, log, log_lines};
 use ringway::config::{Balance, Config, DiscoverConfig, DnsQuery, ExpectStatus, HealthConfig};
 use ringway::proxy::state::Server as PoolServer;

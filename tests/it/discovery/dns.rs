@@ -2,10 +2,9 @@
 //! from a map the test changes) and a capture of Ringway's log lines.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
@@ -211,34 +210,12 @@ impl Dns {
 // Log capture (to see an outage logged once)
 // ---------------------------------------------------------------------------------------------
 
-pub fn log() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    static INIT: AtomicBool = AtomicBool::new(false);
-    let captured = LOG.get_or_init(|| Mutex::new(Vec::new()));
-    if !INIT.swap(true, Ordering::SeqCst) {
-        struct Capture;
-        impl Write for Capture {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                log().lock().expect("log").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(|| Capture)
-            .try_init();
-    }
-    captured
+/// Starts capturing the log (see `common::logs`).
+pub fn log() {
+    crate::common::logs::capture_logs();
 }
 
 /// Log lines containing every one of `parts`.
 pub fn log_lines(parts: &[&str]) -> usize {
-    let text = String::from_utf8_lossy(&log().lock().expect("log")).into_owned();
-    text.lines()
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .count()
+    crate::common::logs::logged(parts).len()
 }
