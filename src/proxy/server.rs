@@ -84,6 +84,8 @@ pub struct Shared {
     pub changes: std::sync::Mutex<()>,
     /// Set to `true` once to stop.
     pub(super) shutdown: watch::Sender<bool>,
+    /// The wall clock of maintenance windows: the system's; tests may set it.
+    pub clock: super::clock::Clock,
 }
 
 /// Why Ringway could not start.
@@ -197,6 +199,7 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             changes: std::sync::Mutex::new(()),
             shutdown: tx,
+            clock: super::clock::Clock::system(),
         });
         crate::health::start(shared.clone())
             .map_err(|e| StartError::Io(format!("cannot start health checks: {e}")))?;

@@ -21,9 +21,11 @@ use crate::route::RouteTable;
 use super::stats::RouteStats;
 
 mod build;
+mod maintenance;
 mod server;
 
 pub use build::{resolve, unsupported};
+pub use maintenance::{Active, MAX_PAGE_BYTES, Maintenance, SwitchState};
 pub use server::{AdminState, CheckRecord, Health, RAMP_FULL, Server};
 
 /// The members of a pool and the balancer built for exactly them.
@@ -251,6 +253,8 @@ pub struct Route {
     pub target: RouteTarget,
     /// Its live figures (kept across reloads while its name and pool stay).
     pub stats: Arc<RouteStats>,
+    /// Its maintenance, if it has a `[route.maintenance]` table.
+    pub maintenance: Option<Box<Maintenance>>,
 }
 
 /// One immutable view of the configuration for the request path.
