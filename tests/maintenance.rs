@@ -85,7 +85,10 @@ fn assert_maintenance(r: &Reply, page: bool, retry: u64) {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some(retry.to_string().as_str()));
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    assert!(r.header("x-backend").is_none(), "answered by Ringway, not the server");
+    assert!(
+        r.header("x-backend").is_none(),
+        "answered by Ringway, not the server"
+    );
     if page {
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
         assert_eq!(r.text(), PAGE);
@@ -120,8 +123,14 @@ async fn switched_on_and_off_through_the_api() {
         // On by hand: the file's retry_after.
         let (status, v) = put(&admin, "app", json!({"enabled": true})).await;
         assert_eq!(status, 200, "{v}");
-        assert_eq!((&v["route"], &v["active"], &v["enabled"]), (&json!("app"), &json!(true), &json!(true)));
-        assert_eq!((&v["set_by"], &v["retry_after"], &v["retry_after_s"]), (&json!("api"), &json!("2h"), &json!(7200)));
+        assert_eq!(
+            (&v["route"], &v["active"], &v["enabled"]),
+            (&json!("app"), &json!(true), &json!(true))
+        );
+        assert_eq!(
+            (&v["set_by"], &v["retry_after"], &v["retry_after_s"]),
+            (&json!("api"), &json!("2h"), &json!(7200))
+        );
         let before = backend.requests();
         assert_maintenance(&get("/app/x").await, true, 7200);
         assert_eq!(backend.requests(), before, "nothing reached the server");
@@ -129,7 +138,12 @@ async fn switched_on_and_off_through_the_api() {
         assert_eq!(get("/elsewhere").await.backend(), "app");
 
         // The API's retry_after, then an `until` ten minutes ahead.
-        assert_eq!(put(&admin, "app", json!({"enabled": true, "retry_after": "30m"})).await.0, 200);
+        assert_eq!(
+            put(&admin, "app", json!({"enabled": true, "retry_after": "30m"}))
+                .await
+                .0,
+            200
+        );
         assert_maintenance(&get("/app/x").await, true, 1800);
         let (status, v) = put(
             &admin,
@@ -147,7 +161,10 @@ async fn switched_on_and_off_through_the_api() {
         clock.set(ts("2026-12-02T12:10:00Z"));
         assert_eq!(get("/app/x").await.backend(), "app");
         let (status, v) = api("GET", &format!("{admin}/api/v1/routes/app/maintenance"), None).await;
-        assert_eq!((status, &v["active"], &v["enabled"]), (200, &json!(false), &json!(false)));
+        assert_eq!(
+            (status, &v["active"], &v["enabled"]),
+            (200, &json!(false), &json!(false))
+        );
 
         // On, then off again.
         assert_eq!(put(&admin, "app", json!({"enabled": true})).await.0, 200);
@@ -197,7 +214,10 @@ async fn a_window_with_a_controlled_clock() {
         clock.set(ts("2026-11-29T01:30:00Z"));
         assert_maintenance(&get().await, false, 5400);
         let view = route_view(&admin, "app").await;
-        assert_eq!((&view["active"], &view["in_window"], &view["enabled"]), (&json!(true), &json!(true), &json!(false)));
+        assert_eq!(
+            (&view["active"], &view["in_window"], &view["enabled"]),
+            (&json!(true), &json!(true), &json!(false))
+        );
         assert_eq!(view["ends_at"], "2026-11-29T03:00:00.000Z");
         assert_eq!(view["retry_after_s"], 5400);
         // At the end of the window the route is back.
@@ -270,7 +290,12 @@ async fn the_switch_survives_a_reload_and_the_page_is_read_at_reload() {
         let reload_url = format!("{admin}/api/v1/reload");
         let reload = || api("POST", &reload_url, None);
 
-        assert_eq!(put(&admin, "app", json!({"enabled": true, "retry_after": "45s"})).await.0, 200);
+        assert_eq!(
+            put(&admin, "app", json!({"enabled": true, "retry_after": "45s"}))
+                .await
+                .0,
+            200
+        );
         assert_maintenance(&get().await, true, 45);
         // The page changes on disk: nothing changes until a reload reads it.
         let new_page = "<h1>Still working on it</h1>\n";
@@ -378,13 +403,41 @@ async fn bad_put_bodies_are_refused_and_change_nothing() {
             ("{\"enabled\": tru", 400, "invalid JSON"),
             ("{}", 400, "missing field `enabled`"),
             ("{\"enabled\": \"yes\"}", 400, "invalid type"),
-            ("{\"enabled\": true, \"reason\": \"x\"}", 400, "unknown field `reason`"),
-            ("{\"enabled\": true, \"until\": \"tomorrow\"}", 400, "`until` \"tomorrow\" is not an RFC 3339 time"),
-            ("{\"enabled\": true, \"until\": \"2026-12-02 14:00\"}", 400, "is not an RFC 3339 time"),
-            ("{\"enabled\": true, \"retry_after\": \"soon\"}", 400, "`retry_after` \"soon\" is not a duration"),
-            ("{\"enabled\": true, \"until\": \"2026-12-02T11:00:00Z\"}", 422, "is not in the future"),
-            ("{\"enabled\": false, \"until\": \"2026-12-03T11:00:00Z\"}", 422, "only go with"),
-            ("{\"enabled\": true, \"retry_after\": \"0s\"}", 422, "longer than zero"),
+            (
+                "{\"enabled\": true, \"reason\": \"x\"}",
+                400,
+                "unknown field `reason`",
+            ),
+            (
+                "{\"enabled\": true, \"until\": \"tomorrow\"}",
+                400,
+                "`until` \"tomorrow\" is not an RFC 3339 time",
+            ),
+            (
+                "{\"enabled\": true, \"until\": \"2026-12-02 14:00\"}",
+                400,
+                "is not an RFC 3339 time",
+            ),
+            (
+                "{\"enabled\": true, \"retry_after\": \"soon\"}",
+                400,
+                "`retry_after` \"soon\" is not a duration",
+            ),
+            (
+                "{\"enabled\": true, \"until\": \"2026-12-02T11:00:00Z\"}",
+                422,
+                "is not in the future",
+            ),
+            (
+                "{\"enabled\": false, \"until\": \"2026-12-03T11:00:00Z\"}",
+                422,
+                "only go with",
+            ),
+            (
+                "{\"enabled\": true, \"retry_after\": \"0s\"}",
+                422,
+                "longer than zero",
+            ),
         ] {
             let (s, v) = raw(body).await;
             assert_eq!(s, status, "{body}: {v}");
@@ -394,14 +447,25 @@ async fn bad_put_bodies_are_refused_and_change_nothing() {
         }
         assert_eq!(send(client().get(proxy.url("/app/x"))).await.backend(), "app");
         // Not JSON at all.
-        let r = send(client().put(&url).header("content-type", "text/plain").body("enabled")).await;
+        let r = send(
+            client()
+                .put(&url)
+                .header("content-type", "text/plain")
+                .body("enabled"),
+        )
+        .await;
         assert_eq!(r.status, 415);
         // No such route; a route without [route.maintenance].
         let (s, v) = put(&admin, "nope", json!({"enabled": true})).await;
         assert_eq!(s, 404, "{v}");
         let (s, v) = put(&admin, "plain", json!({"enabled": true})).await;
         assert_eq!(s, 409, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap_or_default().contains("[route.maintenance]"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("[route.maintenance]")
+        );
         assert_eq!(route_view(&admin, "plain").await, Value::Null);
         let (s, _) = api("DELETE", &url, None).await;
         assert_eq!(s, 405);

@@ -58,14 +58,10 @@ pub fn maintenance_view(m: &Maintenance, now: Timestamp) -> Value {
 
 /// The route named `name` of `snapshot`, and its maintenance.
 fn find<'a>(snapshot: &'a Snapshot, name: &str) -> Result<(&'a Route, &'a Maintenance), ApiError> {
-    let route = snapshot
-        .routes
-        .iter()
-        .find(|r| r.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = snapshot.routes.iter().map(|r| r.name.as_str()).collect();
-            ApiError::not_found(format!("no route `{name}` (routes: {})", names.join(", ")))
-        })?;
+    let route = snapshot.routes.iter().find(|r| r.name == name).ok_or_else(|| {
+        let names: Vec<&str> = snapshot.routes.iter().map(|r| r.name.as_str()).collect();
+        ApiError::not_found(format!("no route `{name}` (routes: {})", names.join(", ")))
+    })?;
     let m = route.maintenance.as_deref().ok_or_else(|| {
         ApiError::conflict(format!(
             "route `{name}` has no [route.maintenance] table; add one to its configuration \
@@ -174,12 +170,21 @@ mod tests {
         let s = switch_of(change(true, Some("30m"), Some("2026-11-30T14:00:00+01:00")), now)
             .unwrap_or_else(|e| panic!("{}", e.message));
         assert_eq!(s.retry_after, Some(Duration::from_secs(1800)));
-        assert_eq!(s.until.map(|u| u.to_string()), Some("2026-11-30T13:00:00Z".into()));
+        assert_eq!(
+            s.until.map(|u| u.to_string()),
+            Some("2026-11-30T13:00:00Z".into())
+        );
         assert!(s.by_api && s.enabled);
         assert_eq!(at(now), "2026-11-30T12:00:00.000Z");
         let status = |c| switch_of(c, now).map(|_| ()).map_err(|e| e.status).err();
-        assert_eq!(status(change(true, Some("soon"), None)), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(status(change(true, None, Some("tomorrow"))), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            status(change(true, Some("soon"), None)),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status(change(true, None, Some("tomorrow"))),
+            Some(StatusCode::BAD_REQUEST)
+        );
         assert_eq!(
             status(change(true, None, Some("2026-11-30T11:00:00Z"))),
             Some(StatusCode::UNPROCESSABLE_ENTITY)
@@ -188,7 +193,10 @@ mod tests {
             status(change(false, Some("1h"), None)),
             Some(StatusCode::UNPROCESSABLE_ENTITY)
         );
-        assert_eq!(status(change(true, Some("0s"), None)), Some(StatusCode::UNPROCESSABLE_ENTITY));
+        assert_eq!(
+            status(change(true, Some("0s"), None)),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
         assert_eq!(status(change(false, None, None)), None);
     }
 }

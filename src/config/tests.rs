@@ -1091,8 +1091,13 @@ fn maintenance_windows() {
         ]
     );
     // A window may cross midnight (its day is the start day); the zone must be known.
-    let c = ok(&m("windows = [\"sat 23:00-01:00 Europe/Paris\"]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]"));
-    let mc = c.routes[0].maintenance.clone().unwrap_or_else(|| panic!("no maintenance"));
+    let c = ok(&m(
+        "windows = [\"sat 23:00-01:00 Europe/Paris\"]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]",
+    ));
+    let mc = c.routes[0]
+        .maintenance
+        .clone()
+        .unwrap_or_else(|| panic!("no maintenance"));
     assert_eq!(mc.windows[0].to_string(), "sat 23:00-01:00 Europe/Paris");
     assert_eq!(
         mc.allow,

@@ -62,7 +62,9 @@ mod tests {
     #[test]
     fn fixed_then_system() {
         let c = Clock::system();
-        let at: Timestamp = "2001-03-25T01:30:00.250Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        let at: Timestamp = "2001-03-25T01:30:00.250Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         c.set(at);
         assert_eq!(c.now(), at);
         c.follow_system();

@@ -104,7 +104,9 @@ impl Window {
         };
         let minutes = |t: &str| -> Result<u16, String> {
             let bad = || {
-                format!("invalid maintenance window \"{s}\": `{t}` is not a time HH:MM between 00:00 and 24:00")
+                format!(
+                    "invalid maintenance window \"{s}\": `{t}` is not a time HH:MM between 00:00 and 24:00"
+                )
             };
             let (h, m) = t.split_once(':').ok_or_else(bad)?;
             if h.len() != 2 || m.len() != 2 {
@@ -191,16 +193,18 @@ impl Window {
             date.tomorrow().ok()?
         };
         let end = at(end_day, self.end)?;
-        let (start, end) = (
-            first_instant(&self.zone, start)?,
-            first_instant(&self.zone, end)?,
-        );
+        let (start, end) = (first_instant(&self.zone, start)?, first_instant(&self.zone, end)?);
         (start < end).then_some((start, end))
     }
 
     /// Occurrences starting on the dates `from..=to` days away from `now`'s date in the
     /// window's zone, in order.
-    fn occurrences(&self, now: Timestamp, from: i32, to: i32) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
+    fn occurrences(
+        &self,
+        now: Timestamp,
+        from: i32,
+        to: i32,
+    ) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
         let today = self.zone.to_datetime(now).date();
         (from..=to).filter_map(move |k| {
             let date = today.checked_add(k.days()).ok()?;

@@ -125,7 +125,7 @@ impl Maintenance {
         if !by_hand && window_end.is_none() {
             return None;
         }
-        let hand_end = by_hand.then(|| state.until).flatten();
+        let hand_end = by_hand.then_some(state.until).flatten();
         let ends = if by_hand && hand_end.is_none() {
             None
         } else {
@@ -200,7 +200,8 @@ fn seconds_until(now: Timestamp, at: Timestamp) -> u64 {
 fn read_page(path: &std::path::Path) -> Result<Bytes, String> {
     use std::io::Read;
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("maintenance page {shown} cannot be read: {e}"))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("maintenance page {shown} cannot be read: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_PAGE_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -80,14 +80,22 @@ fn the_built_in_zone_database_answers_without_the_system_one() {
 fn day_ranges_wrap_around_the_week_end() {
     // 2026-11-23 is a Monday.
     let fri_mon = w("fri-mon 10:00-11:00 UTC");
-    let on = |day: u8| fri_mon.is_in_window(ts(&format!("2026-11-{day}T10:30:00Z"))).is_some();
+    let on = |day: u8| {
+        fri_mon
+            .is_in_window(ts(&format!("2026-11-{day}T10:30:00Z")))
+            .is_some()
+    };
     assert_eq!(
         (23..=29).map(on).collect::<Vec<_>>(),
         [true, false, false, false, true, true, true],
         "Mon..Sun"
     );
     let mon_fri = w("mon-fri 10:00-11:00 UTC");
-    let on = |day: u8| mon_fri.is_in_window(ts(&format!("2026-11-{day}T10:30:00Z"))).is_some();
+    let on = |day: u8| {
+        mon_fri
+            .is_in_window(ts(&format!("2026-11-{day}T10:30:00Z")))
+            .is_some()
+    };
     assert_eq!(
         (23..=29).map(on).collect::<Vec<_>>(),
         [true, true, true, true, true, false, false]
@@ -131,7 +139,11 @@ fn across_the_week_end() {
         sun.is_in_window(ts("2026-11-30T00:10:00Z")),
         Some(ts("2026-11-30T00:30:00Z"))
     );
-    let s = schedule(&["sun 22:00-24:00 UTC", "mon 00:00-02:00 UTC", "wed 10:00-11:00 UTC"]);
+    let s = schedule(&[
+        "sun 22:00-24:00 UTC",
+        "mon 00:00-02:00 UTC",
+        "wed 10:00-11:00 UTC",
+    ]);
     assert_eq!(
         s.is_in_window(ts("2026-11-29T23:00:00Z")),
         Some(ts("2026-11-30T02:00:00Z")),
@@ -156,7 +168,10 @@ fn across_the_week_end() {
     let always = schedule(&["mon-sun 00:00-24:00 UTC"]);
     let now = ts("2026-11-30T12:00:00Z");
     let end = always.is_in_window(now).unwrap_or(now);
-    assert!(end > now && end.duration_since(now).as_hours() <= 24 * 17, "{end}");
+    assert!(
+        end > now && end.duration_since(now).as_hours() <= 24 * 17,
+        "{end}"
+    );
     assert_eq!(Schedule::default().is_in_window(now), None);
     assert_eq!(Schedule::default().next_window(now), None);
 }
@@ -261,7 +276,9 @@ fn new_york_both_changes() {
 /// Minutes since Monday 00:00 of the week of a UTC instant.
 fn minute_of_week(now: Timestamp) -> i64 {
     let dt = TimeZone::UTC.to_datetime(now);
-    i64::from(dt.weekday().to_monday_zero_offset()) * 1440 + i64::from(dt.hour()) * 60 + i64::from(dt.minute())
+    i64::from(dt.weekday().to_monday_zero_offset()) * 1440
+        + i64::from(dt.hour()) * 60
+        + i64::from(dt.minute())
 }
 
 const ZONES: [&str; 6] = [

@@ -42,7 +42,10 @@ fn by_api(enabled: bool, until: Option<Timestamp>, retry_after: Option<Duration>
 fn off_costs_no_clock_and_answers_nothing() {
     let m = built(&config(false, &[]));
     let clock = Clock::system();
-    assert!(m.answer("192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), &clock).is_none());
+    assert!(
+        m.answer("192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), &clock)
+            .is_none()
+    );
     assert_eq!(m.active(ts("2026-11-30T12:00:00Z")), None);
 }
 
@@ -55,11 +58,16 @@ fn retry_after_by_hand_by_window_and_both() {
     assert!(a.by_hand && a.window_end.is_none() && a.ends.is_none());
     assert_eq!(a.retry_after_secs, 600);
     // The API's retry_after, then its `until` (rounded up to whole seconds).
-    m.switch.store(Arc::new(by_api(true, None, Some(Duration::from_secs(90)))));
+    m.switch
+        .store(Arc::new(by_api(true, None, Some(Duration::from_secs(90)))));
     assert_eq!(m.active(now).map(|a| a.retry_after_secs), Some(90));
-    m.switch.store(Arc::new(by_api(true, Some(ts("2026-11-29T02:31:00.200Z")), None)));
+    m.switch
+        .store(Arc::new(by_api(true, Some(ts("2026-11-29T02:31:00.200Z")), None)));
     let a = m.active(now).unwrap_or_else(|| panic!("on"));
-    assert_eq!((a.retry_after_secs, a.ends), (61, Some(ts("2026-11-29T02:31:00.200Z"))));
+    assert_eq!(
+        (a.retry_after_secs, a.ends),
+        (61, Some(ts("2026-11-29T02:31:00.200Z")))
+    );
     // Once `until` has passed, the switch is off.
     assert_eq!(m.active(ts("2026-11-29T02:31:00.200Z")), None);
 
@@ -71,12 +79,17 @@ fn retry_after_by_hand_by_window_and_both() {
     assert_eq!(a.retry_after_secs, 90 * 60);
     assert_eq!(m.active(ts("2026-11-29T04:00:00Z")), None);
     // By hand and in a window: the later end.
-    m.switch.store(Arc::new(by_api(true, None, Some(Duration::from_secs(60)))));
+    m.switch
+        .store(Arc::new(by_api(true, None, Some(Duration::from_secs(60)))));
     let a = m.active(now).unwrap_or_else(|| panic!("on"));
     assert_eq!((a.retry_after_secs, a.ends), (90 * 60, None));
-    m.switch.store(Arc::new(by_api(true, Some(ts("2026-11-29T05:00:00Z")), None)));
+    m.switch
+        .store(Arc::new(by_api(true, Some(ts("2026-11-29T05:00:00Z")), None)));
     let a = m.active(now).unwrap_or_else(|| panic!("on"));
-    assert_eq!((a.retry_after_secs, a.ends), (150 * 60, Some(ts("2026-11-29T05:00:00Z"))));
+    assert_eq!(
+        (a.retry_after_secs, a.ends),
+        (150 * 60, Some(ts("2026-11-29T05:00:00Z")))
+    );
     // Switched off by hand, the window still holds.
     m.switch.store(Arc::new(by_api(false, None, None)));
     assert_eq!(m.active(now).map(|a| a.retry_after_secs), Some(90 * 60));
@@ -104,7 +117,8 @@ fn the_answer_and_the_allow_list() {
 #[test]
 fn a_reload_keeps_the_switch_unless_the_file_changes_it() {
     let old = built(&config(false, &[]));
-    old.switch.store(Arc::new(by_api(true, None, Some(Duration::from_secs(60)))));
+    old.switch
+        .store(Arc::new(by_api(true, None, Some(Duration::from_secs(60)))));
     // The same `enabled` in the file: the API's switch stays, shared by both snapshots.
     let kept = Maintenance::build(&config(false, &["sun 02:00-04:00 UTC"]), Some(&old))
         .unwrap_or_else(|e| panic!("{e}"));
