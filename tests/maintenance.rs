@@ -259,11 +259,26 @@ async fn the_allow_list_lets_its_clients_through() {
              [[route]]\nname = \"public\"\npath = \"/\"\npool = \"{POOL}\"\n\
              [route.maintenance]\nenabled = true\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]\npage = \"down.html\"\nretry_after = \"5m\"\n"
         );
-        let (proxy, admin) = start(&dir, &config_text(&backend, &routes));
+        // Behind a trusted proxy (the test itself), the client is the one X-Forwarded-For names.
+        let text = config_text(&backend, &routes).replace(
+            "bind = \"127.0.0.1:0\"\n",
+            "bind = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+        );
+        let (proxy, admin) = start(&dir, &text);
         let c = client();
         // The test's client is 127.0.0.1: inside the first list, outside the second.
         assert_eq!(send(c.get(proxy.url("/ops/x"))).await.backend(), "app");
         assert_maintenance(&send(c.get(proxy.url("/x"))).await, true, 300);
+        // HEAD: the same head, no body.
+        let r = send(c.head(proxy.url("/x"))).await;
+        assert_eq!((r.status, r.header("retry-after")), (503, Some("300")));
+        assert!(r.body.is_empty());
+        // The real client, not the peer, is what the lists are read against.
+        let from = |path: &str, ip: &str| send(c.get(proxy.url(path)).header("x-forwarded-for", ip));
+        assert_eq!(from("/x", "10.1.2.3").await.backend(), "app");
+        assert_eq!(from("/x", "192.0.2.7").await.backend(), "app");
+        assert_maintenance(&from("/x", "192.0.2.8").await, true, 300);
+        assert_eq!(from("/ops/x", "192.0.2.8").await.status, 503);
         let view = route_view(&admin, "public").await;
         assert_eq!(view["allow"], json!(["10.0.0.0/8", "192.0.2.7/32"]));
         assert_eq!(view["active"], true);
