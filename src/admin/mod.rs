@@ -4,7 +4,8 @@
 //! Owns: the admin HTTP server (its own thread and runtime, so a busy proxy never starves it;
 //! a header timeout and a body limit, so a slow or hostile client cannot hold it), the sampler
 //! task, and the modules below: `router` (endpoints), `http` (JSON in and out, errors, auth),
-//! `views` (JSON of the live state), `mutations` (server changes), `ring` (ring endpoints),
+//! `views` (JSON of the live state), `mutations` (server changes), `routes` (route
+//! maintenance), `ring` (ring endpoints),
 //! `metrics` (Prometheus), `sampler` (live figures), `status_page`, `reload`.
 //! Must not touch: the request path, beyond the atomics and member swaps of `proxy::state`.
 
@@ -15,6 +16,7 @@ mod mutations;
 mod reload;
 mod ring;
 mod router;
+mod routes;
 mod sampler;
 mod status_page;
 mod views;

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::http::{ApiError, Resp, authorize, bytes_response, json_response};
-use super::{Admin, metrics, mutations, reload, ring, status_page, views};
+use super::{Admin, metrics, mutations, reload, ring, routes, status_page, views};
 
 /// An endpoint with the names taken from its path.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl Endpoint {
             Endpoint::Servers(_) => "GET, HEAD, POST",
             Endpoint::Server(..) => "GET, HEAD, PATCH, DELETE",
             Endpoint::RingPlan(_) | Endpoint::Reload => "POST",
-            Endpoint::Maintenance(_) => "PUT",
+            Endpoint::Maintenance(_) => "GET, HEAD, PUT",
             _ => "GET, HEAD",
         }
     }
@@ -148,21 +148,16 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
         )),
         Endpoint::Routes => {
             let snapshot = engine.shared.snapshot.load();
+            let now = engine.shared.clock.now();
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"routes": views::routes(&snapshot, sampler)}),
+                &json!({"routes": views::routes(&snapshot, sampler, now)}),
             ))
         }
-        Endpoint::Maintenance(route) => {
-            let snapshot = engine.shared.snapshot.load();
-            if !snapshot.routes.iter().any(|r| r.name == route) {
-                return Err(ApiError::not_found(format!("no route `{route}`")));
-            }
-            Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "route maintenance is not built in this version yet; nothing was changed",
-            ))
-        }
+        Endpoint::Maintenance(route) => match method {
+            Method::PUT => routes::put(req, admin, &route).await,
+            _ => routes::get(admin, &route),
+        },
         Endpoint::Pools => {
             let snapshot = engine.shared.snapshot.load();
             Ok(json_response(

@@ -268,8 +268,9 @@ fn route_config<'a>(snapshot: &'a Snapshot, r: &Route) -> Option<&'a RouteConfig
     snapshot.config.routes.iter().find(|c| c.name == r.name)
 }
 
-/// A route with its target and figures.
-pub fn route(r: &Route, snapshot: &Snapshot, sampler: &Sampler) -> Value {
+/// A route with its target, figures and maintenance (`null` without `[route.maintenance]`) at
+/// `now`.
+pub fn route(r: &Route, snapshot: &Snapshot, sampler: &Sampler, now: jiff::Timestamp) -> Value {
     let host = route_config(snapshot, r)
         .and_then(|c| c.host.as_ref())
         .map(|h| match h {
@@ -295,15 +296,16 @@ pub fn route(r: &Route, snapshot: &Snapshot, sampler: &Sampler) -> Value {
         "error_5xx_ratio": f.error_5xx_ratio,
         "p50_s": f.p50_s,
         "p99_s": f.p99_s,
+        "maintenance": r.maintenance.as_deref().map(|m| super::routes::maintenance_view(m, now)),
     })
 }
 
-/// Every route, in configuration order.
-pub fn routes(snapshot: &Snapshot, sampler: &Sampler) -> Vec<Value> {
+/// Every route, in configuration order, at `now` (the engine's clock).
+pub fn routes(snapshot: &Snapshot, sampler: &Sampler, now: jiff::Timestamp) -> Vec<Value> {
     snapshot
         .routes
         .iter()
-        .map(|r| route(r, snapshot, sampler))
+        .map(|r| route(r, snapshot, sampler, now))
         .collect()
 }
 
@@ -324,7 +326,7 @@ pub fn status(engine: &Engine, sampler: &Sampler, started_at: SystemTime) -> Val
         "started_at": time(started_at),
         "now": time(SystemTime::now()),
         "listeners": listeners(engine),
-        "routes": routes(&snapshot, sampler),
+        "routes": routes(&snapshot, sampler, engine.shared.clock.now()),
         "pools": pools(&snapshot, sampler, &engine.shared.discovery),
     })
 }

@@ -201,8 +201,10 @@ pub enum RouteAction {
 pub struct MaintenanceConfig {
     /// In maintenance now.
     pub enabled: bool,
-    /// Scheduled windows, as written (e.g. "sun 02:00-04:00 UTC"), checked to parse.
-    pub windows: Vec<String>,
+    /// Clients that still pass during maintenance (a bare address is a network of one).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Scheduled windows (e.g. "sun 02:00-04:00 UTC"), parsed with their time zones.
+    pub windows: Vec<crate::route::maintenance::Window>,
     /// HTML page file answered during maintenance.
     pub page: Option<PathBuf>,
     /// `Retry-After` during maintenance (default 30m).

@@ -10,6 +10,7 @@ use super::parse::{name, redirect_status};
 use super::validate::{Facts, PathFact, PathKind, RouteFact};
 use super::values;
 use super::walk::{Ctx, Field, Tbl};
+use crate::route::maintenance::Window;
 
 const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -222,8 +223,11 @@ fn parse_redirect(cx: &mut Ctx, t: &Tbl<'_>) -> Option<(String, u16)> {
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30 * 60);
 
 fn parse_maintenance(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<MaintenanceConfig> {
-    t.check_keys(cx, &["enabled", "windows", "page", "retry_after"]);
+    t.check_keys(cx, &["enabled", "allow", "windows", "page", "retry_after"]);
     let enabled = t.get("enabled").map_or(Some(false), |f| cx.bool(f));
+    let allow = t
+        .get("allow")
+        .map_or(Some(Vec::new()), |f| super::listener::networks(cx, f));
     let windows = match t.get("windows") {
         None => Some(Vec::new()),
         Some(f) => cx.array(f).and_then(|items| {
@@ -231,8 +235,8 @@ fn parse_maintenance(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<Mai
             let mut ok = true;
             for el in items {
                 match cx.str(el) {
-                    Some(w) => match values::window(w) {
-                        Ok(()) => out.push(w.to_string()),
+                    Some(w) => match Window::parse(w) {
+                        Ok(window) => out.push(window),
                         Err(e) => {
                             cx.err(el.at, e);
                             ok = false;
@@ -260,6 +264,7 @@ fn parse_maintenance(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<Mai
         .map_or(Some(DEFAULT_RETRY_AFTER), |f| cx.duration(f, true));
     Some(MaintenanceConfig {
         enabled: enabled?,
+        allow: allow?,
         windows: windows?,
         page: page?,
         retry_after: retry_after?,

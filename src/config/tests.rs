@@ -188,7 +188,8 @@ fn design_example_parses() {
         blog.maintenance,
         Some(MaintenanceConfig {
             enabled: false,
-            windows: vec!["sun 02:00-04:00 UTC".into()],
+            allow: vec![],
+            windows: vec!["sun 02:00-04:00 UTC".parse().unwrap()],
             page: Some("maintenance.html".into()),
             retry_after: Duration::from_secs(7200),
         })
@@ -359,6 +360,7 @@ redirect_https = {}
         c.routes[0].maintenance,
         Some(MaintenanceConfig {
             enabled: false,
+            allow: vec![],
             windows: vec![],
             page: None,
             retry_after: Duration::from_secs(1800)
@@ -1094,6 +1096,32 @@ fn maintenance_windows() {
             "10:12: invalid maintenance window \"sunday 02:00-04:00 UTC\": `sunday` is not a day (mon, tue, wed, thu, fri, sat, sun)",
             "10:38: invalid maintenance window \"sun 02:00-25:00 UTC\": `25:00` is not a time HH:MM between 00:00 and 24:00",
             "10:61: invalid maintenance window \"sun 02:00-04:00\"; write \"DAY[-DAY] HH:MM-HH:MM ZONE\", e.g. \"sun 02:00-04:00 UTC\" or \"mon-fri 01:00-01:30 Europe/Paris\"",
+        ]
+    );
+    // A window may cross midnight (its day is the start day); the zone must be known.
+    let c = ok(&m(
+        "windows = [\"sat 23:00-01:00 Europe/Paris\"]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]",
+    ));
+    let mc = c.routes[0]
+        .maintenance
+        .clone()
+        .unwrap_or_else(|| panic!("no maintenance"));
+    assert_eq!(mc.windows[0].to_string(), "sat 23:00-01:00 Europe/Paris");
+    assert_eq!(
+        mc.allow,
+        vec![
+            "10.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+            "192.0.2.7/32".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        errs(&m(
+            "windows = [\"sun 02:00-04:00 Europe/Pariss\", \"sun 03:00-03:00 UTC\"]\nallow = [\"lan\"]"
+        )),
+        [
+            "10:12: invalid maintenance window \"sun 02:00-04:00 Europe/Pariss\": unknown time zone `Europe/Pariss`; write an IANA name such as \"Europe/Paris\" or \"America/New_York\", or \"UTC\"",
+            "10:45: invalid maintenance window \"sun 03:00-03:00 UTC\": it starts and ends at the same time; write 00:00-24:00 for a whole day",
+            "11:10: invalid network \"lan\": expected an address or CIDR such as \"10.0.0.0/8\"",
         ]
     );
     one_err(

@@ -1,5 +1,5 @@
-//! Scalar value syntax: sizes, durations, addresses, host names, hash keys, maintenance windows,
-//! health `expect` lists and "did you mean" suggestions.
+//! Scalar value syntax: sizes, durations, addresses, host names, hash keys, health `expect`
+//! lists and "did you mean" suggestions.
 //!
 //! Every function here is pure and returns `Err(message)` in the words an operator reads; the
 //! caller attaches the position. Nothing here resolves names or looks at the clock.
@@ -245,66 +245,6 @@ pub(crate) fn status_match(p: &str) -> Option<StatusMatch> {
     }
 }
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// Checks the shape of a maintenance window: `DAY[-DAY] HH:MM-HH:MM ZONE`.
-///
-/// Only the shape is checked here; the zone is resolved when windows are scheduled.
-pub(crate) fn window(s: &str) -> Result<(), String> {
-    let shape = "write \"DAY[-DAY] HH:MM-HH:MM ZONE\", e.g. \"sun 02:00-04:00 UTC\" or \
-                 \"mon-fri 01:00-01:30 Europe/Paris\"";
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    let [days, times, zone] = fields.as_slice() else {
-        return Err(format!("invalid maintenance window \"{s}\"; {shape}"));
-    };
-    let day = |d: &str| {
-        let d = d.to_ascii_lowercase();
-        if DAYS.contains(&d.as_str()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "invalid maintenance window \"{s}\": `{d}` is not a day (mon, tue, wed, thu, fri, sat, sun)"
-            ))
-        }
-    };
-    match days.split_once('-') {
-        Some((a, b)) => {
-            day(a)?;
-            day(b)?;
-        }
-        None => day(days)?,
-    }
-    let Some((from, to)) = times.split_once('-') else {
-        return Err(format!("invalid maintenance window \"{s}\"; {shape}"));
-    };
-    let minutes = |t: &str| -> Result<u32, String> {
-        let bad = || {
-            format!("invalid maintenance window \"{s}\": `{t}` is not a time HH:MM between 00:00 and 24:00")
-        };
-        let (h, m) = t.split_once(':').ok_or_else(bad)?;
-        if h.len() != 2 || m.len() != 2 {
-            return Err(bad());
-        }
-        let h: u32 = h.parse().map_err(|_| bad())?;
-        let m: u32 = m.parse().map_err(|_| bad())?;
-        if m > 59 || h > 24 || (h == 24 && m != 0) {
-            return Err(bad());
-        }
-        Ok(h * 60 + m)
-    };
-    let (a, b) = (minutes(from)?, minutes(to)?);
-    if b <= a {
-        return Err(format!(
-            "invalid maintenance window \"{s}\": the end must be after the start \
-             (to cross midnight, write two windows)"
-        ));
-    }
-    if zone.is_empty() || zone.chars().any(|c| c.is_control()) {
-        return Err(format!("invalid maintenance window \"{s}\"; {shape}"));
-    }
-    Ok(())
-}
-
 /// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
@@ -448,29 +388,6 @@ mod tests {
         assert!(!e.matches(301) && !e.matches(500) && !e.matches(199));
         for bad in ["", "2x", "600", "abc", "200,", "0xx", "1e2", "+20", "2 0"] {
             assert!(expect_list(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn windows() {
-        for ok in [
-            "sun 02:00-04:00 UTC",
-            "mon-fri 01:00-01:30 Europe/Paris",
-            "Sat 00:00-24:00 UTC",
-        ] {
-            assert_eq!(window(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "sunday 02:00-04:00 UTC",
-            "sun 02:00-04:00",
-            "sun 2:00-04:00 UTC",
-            "sun 02:00-24:30 UTC",
-            "sun 04:00-02:00 UTC",
-            "sun 02:60-03:00 UTC",
-            "sun 02:00 UTC",
-            "",
-        ] {
-            assert!(window(bad).is_err(), "{bad}");
         }
     }
 

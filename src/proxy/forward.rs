@@ -213,7 +213,7 @@ pub fn handle(req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
     });
     let mut info = UpstreamInfo::default();
     let mut route = None;
-    let decision = decide(&req, ctx, &snapshot, &mut route);
+    let decision = decide(&req, ctx, client, &snapshot, &mut route);
     if let (Some(log), Some(i)) = (log.as_mut(), route) {
         log.route = snapshot.routes.get(i).map(|r| r.name.clone());
     }
@@ -291,6 +291,7 @@ enum Decision<'a> {
 fn decide<'a>(
     req: &Request<RequestBody>,
     ctx: &ConnCtx,
+    client: std::net::IpAddr,
     snapshot: &'a Snapshot,
     matched: &mut Option<usize>,
 ) -> Decision<'a> {
@@ -317,6 +318,13 @@ fn decide<'a>(
         return Decision::Answer(not_found());
     };
     *matched = Some(index);
+    // Only a route with `[route.maintenance]` pays for it (and reads the clock only when it
+    // could be on); `allow`ed clients go on to the route's action.
+    if let Some(m) = &route.maintenance
+        && let Some(answer) = m.answer(client, &ctx.shared.clock)
+    {
+        return Decision::Answer(answer);
+    }
     match &route.target {
         RouteTarget::Redirect { location, status } => {
             let mut r = Response::new(ResponseBody::empty());

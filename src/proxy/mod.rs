@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod body;
 pub mod client_addr;
+pub mod clock;
 mod conn_state;
 pub mod forward;
 pub mod h1;

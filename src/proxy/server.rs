@@ -86,6 +86,8 @@ pub struct Shared {
     pub discovery: crate::discovery::Reports,
     /// Set to `true` once to stop.
     pub(super) shutdown: watch::Sender<bool>,
+    /// The wall clock of maintenance windows: the system's; tests may set it.
+    pub clock: super::clock::Clock,
 }
 
 /// Why Ringway could not start.
@@ -200,6 +202,7 @@ impl Engine {
             changes: std::sync::Mutex::new(()),
             discovery: crate::discovery::Reports::default(),
             shutdown: tx,
+            clock: super::clock::Clock::system(),
         });
         crate::health::start(shared.clone())
             .map_err(|e| StartError::Io(format!("cannot start health checks: {e}")))?;

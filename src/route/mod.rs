@@ -1,13 +1,16 @@
 //! Route matching: which route answers a request, from its host and path.
 //!
 //! Owns: the route table, built once per configuration snapshot, and the pure match of
-//! (host, path) to a route index; the rewriting of a path by `strip_prefix`.
+//! (host, path) to a route index; the rewriting of a path by `strip_prefix`; maintenance
+//! windows ([`maintenance`]: given a clock reading, whether a route is in one).
 //! Must not touch: sockets, pools, clocks. The caller turns the route index into an action.
 //!
 //! Matching order: routes whose host is exactly the request's host first, then wildcard hosts
 //! (`*.example.com`, the longest suffix first), then routes without a host. Within one host class
 //! the longest matching path prefix wins; a class with no matching prefix falls through to the
 //! next. Prefixes are plain string prefixes, as nginx's prefix locations are.
+
+pub mod maintenance;
 
 /// How a route's host is matched.
 #[derive(Debug, Clone, PartialEq, Eq)]

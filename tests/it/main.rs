@@ -17,6 +17,7 @@ mod h1_server;
 mod hashing;
 mod health;
 mod listeners;
+mod maintenance;
 mod metrics;
 mod proxy;
 mod proxy_protocol;

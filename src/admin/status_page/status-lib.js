@@ -202,6 +202,32 @@ export function targetWords(t) {
   }
 }
 
+// A route's maintenance in words, with a class for its colour and the details for a tooltip.
+export function maintenanceWords(m, now) {
+  if (!m) return { text: '—', cls: 'muted', title: 'no [route.maintenance] table' };
+  const title = [];
+  if (m.windows && m.windows.length) title.push('windows: ' + m.windows.join('; '));
+  if (m.allow && m.allow.length) title.push('still allowed: ' + m.allow.join(', '));
+  const at = (s) => parseTime(s) - now;
+  if (m.active) {
+    const why = [];
+    if (m.enabled) why.push('by hand');
+    if (m.in_window) why.push('in a window');
+    let text = 'in maintenance (' + why.join(', ') + ')';
+    if (m.ends_at) text += ', ends in ' + fmtAge(at(m.ends_at));
+    else text += ', until switched off';
+    return { text, cls: 'bad', title: title.join('\n') };
+  }
+  if (m.next_window) {
+    const start = parseTime(m.next_window.start);
+    const end = parseTime(m.next_window.end);
+    const text = 'next window in ' + fmtAge(start - now) + ' (' +
+      new Date(start).toLocaleString() + ', ' + fmtAge(end - start) + ')';
+    return { text, cls: '', title: title.join('\n') };
+  }
+  return { text: 'off', cls: 'muted', title: title.join('\n') };
+}
+
 // ---- the API -----------------------------------------------------------------------------
 
 export class ApiError extends Error {

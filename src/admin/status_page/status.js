@@ -4,8 +4,8 @@
 
 import {
   ApiError, TOKEN_KEY, algorithmWords, api, enc, errorWords, fmtAge, fmtRate, fmtRatio,
-  fmtSeconds, h, num, parseTime, poolSettingsWords, setClass, setText, syncRows, targetWords,
-  token,
+  fmtSeconds, h, maintenanceWords, num, parseTime, poolSettingsWords, setClass, setText, syncRows,
+  targetWords, token,
 } from './status-lib.js';
 import { closePlan, drawChart, loadPlan, loadRing } from './status-draw.js';
 
@@ -106,7 +106,7 @@ function render(st) {
   meta.push('updated ' + new Date(isFinite(now) ? now : Date.now()).toLocaleTimeString());
   setText(document.getElementById('meta'), meta.join(' · '));
   renderListeners(st.listeners || []);
-  renderRoutes(st.routes || []);
+  renderRoutes(st.routes || [], now);
   renderPools(st.pools || [], now);
 }
 
@@ -120,10 +120,10 @@ function renderListeners(list) {
     }, 'No listener.', 3);
 }
 
-function renderRoutes(list) {
+function renderRoutes(list, now) {
   syncRows(document.querySelector('#routes tbody'), list, (r) => r.name,
     () => h('tr', {}, h('th', { scope: 'row' }), h('td'), h('td', { class: 'mono' }), h('td'),
-      h('td', { class: 'num' }), h('td', { class: 'num' })),
+      h('td', { class: 'num' }), h('td', { class: 'num' }), h('td')),
     (tr, r) => {
       setText(tr.cells[0], r.name);
       setText(tr.cells[1], r.host || 'any host');
@@ -133,7 +133,11 @@ function renderRoutes(list) {
       setText(tr.cells[4], fmtRate(r.requests_per_s));
       setText(tr.cells[5], fmtRatio(r.error_5xx_ratio));
       setClass(tr.cells[5], 'num' + (r.error_5xx_ratio > 0 ? ' bad' : ''));
-    }, 'No route.', 6);
+      const m = maintenanceWords(r.maintenance, isFinite(now) ? now : Date.now());
+      setText(tr.cells[6], m.text);
+      setClass(tr.cells[6], m.cls);
+      tr.cells[6].title = m.title;
+    }, 'No route.', 7);
 }
 
 function renderLegend() {

@@ -238,11 +238,28 @@ impl Snapshot {
                         .find(|o| o.name == r.name && o.stats.pool.as_deref() == pool)
                 })
                 .map_or_else(|| Arc::new(RouteStats::new(&r.name, pool)), |o| o.stats.clone());
+            // The running route of the same name hands over its switch (see `Maintenance::build`).
+            let maintenance = match &r.maintenance {
+                None => None,
+                Some(m) => {
+                    let old = previous
+                        .and_then(|s| s.routes.iter().find(|o| o.name == r.name))
+                        .and_then(|o| o.maintenance.as_deref());
+                    match Maintenance::build(m, old) {
+                        Ok(m) => Some(Box::new(m)),
+                        Err(e) => {
+                            errors.push(format!("route `{}`: {e}", r.name));
+                            None
+                        }
+                    }
+                }
+            };
             routes.push(Route {
                 name: r.name.clone(),
                 prefix: r.path.clone(),
                 target,
                 stats,
+                maintenance,
             });
         }
         if !errors.is_empty() {
@@ -266,22 +283,12 @@ impl Snapshot {
 /// Settings the configuration accepts whose runtime part is not built yet.
 ///
 /// Errors are settings that would change what a client gets if ignored (a TLS listener served
-/// in plaintext, a PROXY header read as a request, a maintenance page never shown); the engine
+/// in plaintext, a PROXY header read as a request, servers never discovered); the engine
 /// refuses them. Warnings are settings whose absence only removes a safety net.
 pub fn unsupported(config: &Config) -> (Vec<String>, Vec<String>) {
-    let mut errors = Vec::new();
-    // Nothing is only warned about today (health checks and passive ejection, once warned
-    // about, now run); the list stays for the next setting whose runtime comes later.
-    let warnings = Vec::new();
-    for r in &config.routes {
-        if let Some(m) = &r.maintenance
-            && (m.enabled || !m.windows.is_empty())
-        {
-            errors.push(format!(
-                "route `{}`: maintenance is not supported by this version yet",
-                r.name
-            ));
-        }
-    }
+    // Every setting runs today (maintenance and DNS discovery, once refused here, now do); the
+    // lists stay for the next setting whose runtime comes later.
+    let (errors, warnings) = (Vec::new(), Vec::new());
+    let _ = config;
     (errors, warnings)
 }

@@ -21,10 +21,12 @@ use crate::route::RouteTable;
 use super::stats::RouteStats;
 
 mod build;
+mod maintenance;
 mod removal;
 mod server;
 
 pub use build::{resolve, unsupported};
+pub use maintenance::{Active, MAX_PAGE_BYTES, Maintenance, SwitchState};
 pub use removal::drain_then_remove;
 pub use server::{AdminState, CheckRecord, Health, RAMP_FULL, Server};
 
@@ -253,6 +255,8 @@ pub struct Route {
     pub target: RouteTarget,
     /// Its live figures (kept across reloads while its name and pool stay).
     pub stats: Arc<RouteStats>,
+    /// Its maintenance, if it has a `[route.maintenance]` table.
+    pub maintenance: Option<Box<Maintenance>>,
 }
 
 /// One immutable view of the configuration for the request path.
