@@ -36,7 +36,8 @@ impl fmt::Display for PathError {
 /// A path that does not start with `/` (`*` of `OPTIONS *`, the empty path of `CONNECT`) is
 /// returned as it is: it names no resource on a server's tree.
 pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
-    if !path.starts_with('/') || is_normal(path.as_bytes())? {
+    let bytes = path.as_bytes();
+    if !path.starts_with('/') || !suspicious(bytes) || is_normal(bytes)? {
         return Ok(Cow::Borrowed(path));
     }
     rewrite(path).map(Cow::Owned)
@@ -65,6 +66,21 @@ fn percent_byte(digits: &[u8]) -> Result<u8, PathError> {
         },
         _ => Err(PathError::BadPercent),
     }
+}
+
+/// Whether a path may not be normal: it has a `%`, or a slash followed by a slash or a dot.
+///
+/// The price of the common request, so it has no branch per byte and the compiler vectorises
+/// it; `/.well-known/` is suspicious but normal, and [`is_normal`] then looks closer.
+fn suspicious(b: &[u8]) -> bool {
+    let Some((&last, _)) = b.split_last() else {
+        return false;
+    };
+    let pairs = b.iter().zip(&b[1..]);
+    let hit = pairs.fold(false, |hit, (&x, &y)| {
+        hit | (x == b'%') | ((x == b'/') & ((y == b'/') | (y == b'.')))
+    });
+    hit | (last == b'%')
 }
 
 /// Whether a path (starting with `/`) is already normal, in one pass over its bytes.
