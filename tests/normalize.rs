@@ -1,6 +1,7 @@
 //! Path normalisation over real sockets: every spelling of a guarded prefix is answered by the
 //! route that guards it, and its server reads the normal path; a path above the root is 400
-//! and reaches no server; `reject_encoded_slash`; HTTP/2 clients and an HTTP/2 pool alike.
+//! and reaches no server; `reject_encoded_slash`; static files, HTTP/2 clients and an HTTP/2
+//! pool alike.
 //!
 //! The odd spellings go out on raw sockets (HTTP/1.1) or through hyper's HTTP/2 client, which
 //! send a target as written: reqwest (through `url`) would resolve the dot segments itself.
@@ -265,6 +266,36 @@ async fn the_access_log_keeps_the_target_as_received() {
             (Some("/../x"), Some(400)),
             "{line}"
         );
+        proxy.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn static_files_are_mapped_from_the_normal_path() {
+    bounded(async {
+        let dir = TempDir::new("normalize-static");
+        std::fs::write(dir.0.join("page.txt"), "the page\n").expect("write file");
+        let admin = Backend::start("admin").await;
+        let public = Backend::start("public").await;
+        let mut c = config(&admin.address(), &public.address());
+        let mut files = route("static", "/s/", "admin");
+        files.action = RouteAction::Static { dir: dir.0.clone() };
+        c.routes.push(files);
+        let proxy = Proxy::start(c);
+        for target in [
+            "/s/page.txt",
+            "/pub/../s/page.txt",
+            "//s/./page.txt",
+            "/%73/pag%65.txt",
+        ] {
+            let r = get_raw(&proxy, target).await;
+            assert_eq!(r.status, Some(200), "{target}: {}", r.head);
+            assert_eq!(r.body, b"the page\n", "{target}");
+        }
+        let r = get_raw(&proxy, "/s/../../page.txt").await;
+        assert_eq!(r.status, Some(400), "{}", r.head);
+        assert_eq!(admin.requests() + public.requests(), 0);
         proxy.stop().await;
     })
     .await
