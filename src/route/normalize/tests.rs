@@ -55,6 +55,9 @@ fn malformed_percent_encodings_are_errors() {
     ] {
         assert_eq!(normalize(path), Err(PathError::BadPercent), "{path}");
     }
+    // A path with both faults is reported for the malformed encoding, wherever it is.
+    assert_eq!(normalize("/../%"), Err(PathError::BadPercent));
+    assert_eq!(normalize("/%zz/.."), Err(PathError::BadPercent));
 }
 
 #[test]
