@@ -65,6 +65,7 @@ pub fn route(name: &str, path: &str, pool: &str) -> RouteConfig {
             pool: pool.to_owned(),
             strip_prefix: false,
         },
+        reject_encoded_slash: false,
         maintenance: None,
     }
 }

@@ -312,6 +312,24 @@ mod tests {
             out.contains("   23746828 --> server-a (37156400 hashes)\n"),
             "{out}"
         );
+        // The first row of each table is the wrap-around partition at 0, and the last point's
+        // own row counts only its hashes up to the end of the space.
+        assert!(
+            out.contains("\nRouting table:\n          0 --> server-b-1 (23746828 hashes)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n  262844523 --> server-b-1 (5590933 hashes)\n\nSimplified"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nSimplified routing table:\n          0 --> server-b (23746828 hashes)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n  233554857 --> server-b (34880599 hashes)\n\nShares:"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -352,7 +370,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
         assert_eq!(v["before"]["vnodes"], 7);
         assert_eq!(v["before"]["hash"], "sha1-28");
-        assert_eq!(v["before"]["partitions"].as_array().map(Vec::len), Some(21));
+        // 21 points and the wrap-around row at 0, as in the text.
+        assert_eq!(v["before"]["partitions"].as_array().map(Vec::len), Some(22));
+        assert_eq!(v["before"]["partitions"][0]["start"], 0);
+        assert_eq!(v["before"]["simplified"][0]["start"], 0);
         assert_eq!(v["migration"]["removed"][0], "cache-b:11211");
         assert_eq!(v["after"]["servers"][0]["share"], 1.0);
         // Flags override the pool's settings.

@@ -12,19 +12,24 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::ring::{effective_vnodes, ring_points};
+use super::ring::{RingPoint, effective_vnodes, ring_points};
 use super::{HashFunction, Member, clamp_weight};
 
-/// One partition of the full table: the hashes from its point up to the next point.
+/// One partition of the full table: the hashes from its start up to the next partition's.
+///
+/// The table starts at hash 0: when the smallest point is above 0, the first row is the
+/// wrap-around partition (the hashes below the smallest point, served by the last point, as
+/// the ring wraps), and the last point's row then counts only its own hashes up to the end of
+/// the space. The classic demonstrations print the table this way.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Partition {
-    /// The point's hash, the smallest hash of the partition.
+    /// The smallest hash of the partition: the point's hash, or 0 for the wrap-around row.
     pub start: u64,
-    /// The point's name, `{server}-{i}`.
+    /// The point's name, `{server}-{i}` (the last point's for the wrap-around row).
     pub point: String,
     /// The server owning the point.
     pub server: String,
-    /// How many hashes the partition serves (the last one includes the wrap-around).
+    /// How many hashes the partition serves.
     pub hashes: u128,
 }
 
@@ -63,10 +68,10 @@ pub struct RingTable {
     pub vnodes: u32,
     /// The largest hash of the space (the space is `0..=max_hash`).
     pub max_hash: u64,
-    /// Every partition in ring order.
+    /// Every partition in ring order, from hash 0 (see [`Partition`] for the wrap-around row).
     pub partitions: Vec<Partition>,
-    /// Consecutive partitions of one server merged; when the first and last runs belong to the
-    /// same server they are one run across the wrap, listed last.
+    /// Consecutive partitions of one server merged. The row at 0 and the last row belong to the
+    /// same server (the last point's) and stay two rows, as the published tables show them.
     pub simplified: Vec<Segment>,
     /// Per-server totals, in name order.
     pub servers: Vec<ServerTotal>,
@@ -121,34 +126,7 @@ pub fn routing_table(members: &[Member], vnodes: u32, hash: HashFunction) -> Rin
     let points = ring_points(members, vnodes, hash);
     let max_hash = hash.max_hash();
     let space = u128::from(max_hash) + 1;
-    let mut partitions = Vec::with_capacity(points.len());
-    let mut hashes_by_member = vec![0u128; members.len()];
-    // Walking backwards gives each group of equal points the start of the next group.
-    let mut counts = vec![0u128; points.len()];
-    let mut next_start: Option<u64> = None;
-    for j in (0..points.len()).rev() {
-        let start = points[j].hash;
-        let first_of_group = j == 0 || points[j - 1].hash != start;
-        if first_of_group {
-            counts[j] = match next_start {
-                Some(next) => u128::from(next - start),
-                // The last group serves up to the top of the space and, wrapping, everything
-                // below the first point.
-                None => space - u128::from(start) + u128::from(points[0].hash),
-            };
-            next_start = Some(start);
-        }
-    }
-    for (p, &count) in points.iter().zip(&counts) {
-        let member = &members[p.member as usize];
-        hashes_by_member[p.member as usize] += count;
-        partitions.push(Partition {
-            start: p.hash,
-            point: format!("{}-{}", member.name, p.vnode),
-            server: member.name.clone(),
-            hashes: count,
-        });
-    }
+    let (partitions, hashes_by_member) = partitions(members, &points, space);
     let simplified = simplify(&partitions);
     let mut servers: Vec<ServerTotal> = members
         .iter()
@@ -172,6 +150,57 @@ pub fn routing_table(members: &[Member], vnodes: u32, hash: HashFunction) -> Rin
     }
 }
 
+/// The full table of a ring's `points` (in ring order) over a space of `space` hashes, from
+/// hash 0, and how many hashes each member serves.
+fn partitions(members: &[Member], points: &[RingPoint], space: u128) -> (Vec<Partition>, Vec<u128>) {
+    let mut partitions = Vec::with_capacity(points.len() + 1);
+    let mut hashes_by_member = vec![0u128; members.len()];
+    // Walking backwards gives each group of equal points the start of the next group; the
+    // first point of a group owns it (ties are broken by name), the others serve nothing.
+    let mut counts = vec![0u128; points.len()];
+    let mut next_start: Option<u64> = None;
+    let mut last_owner: Option<usize> = None;
+    for j in (0..points.len()).rev() {
+        let start = points[j].hash;
+        let first_of_group = j == 0 || points[j - 1].hash != start;
+        if first_of_group {
+            counts[j] = match next_start {
+                Some(next) => u128::from(next - start),
+                None => {
+                    last_owner = Some(j);
+                    space - u128::from(start)
+                }
+            };
+            next_start = Some(start);
+        }
+    }
+    // The hashes below the smallest point wrap round to the last point: a row of their own at 0.
+    if let (Some(first), Some(j)) = (points.first(), last_owner)
+        && first.hash > 0
+    {
+        let p = &points[j];
+        let member = &members[p.member as usize];
+        hashes_by_member[p.member as usize] += u128::from(first.hash);
+        partitions.push(Partition {
+            start: 0,
+            point: format!("{}-{}", member.name, p.vnode),
+            server: member.name.clone(),
+            hashes: u128::from(first.hash),
+        });
+    }
+    for (p, &count) in points.iter().zip(&counts) {
+        let member = &members[p.member as usize];
+        hashes_by_member[p.member as usize] += count;
+        partitions.push(Partition {
+            start: p.hash,
+            point: format!("{}-{}", member.name, p.vnode),
+            server: member.name.clone(),
+            hashes: count,
+        });
+    }
+    (partitions, hashes_by_member)
+}
+
 fn simplify(partitions: &[Partition]) -> Vec<Segment> {
     let mut runs: Vec<Segment> = Vec::new();
     for p in partitions.iter().filter(|p| p.hashes > 0) {
@@ -182,12 +211,6 @@ fn simplify(partitions: &[Partition]) -> Vec<Segment> {
                 server: p.server.clone(),
                 hashes: p.hashes,
             }),
-        }
-    }
-    if runs.len() > 1 && runs.first().map(|r| &r.server) == runs.last().map(|r| &r.server) {
-        let first = runs.remove(0);
-        if let Some(last) = runs.last_mut() {
-            last.hashes += first.hashes;
         }
     }
     runs
@@ -203,17 +226,13 @@ fn ratio(part: u128, whole: u128) -> f64 {
 
 /// Who serves each stretch of the space, from hash 0: `(start, server)` runs.
 fn coverage(table: &RingTable) -> Vec<(u64, &str)> {
-    let mut runs: Vec<(u64, &str)> = Vec::new();
-    let owners = table.partitions.iter().filter(|p| p.hashes > 0);
-    if let (Some(first), Some(last)) = (owners.clone().next(), owners.clone().next_back())
-        && first.start > 0
-    {
-        runs.push((0, last.server.as_str()));
-    }
-    for p in owners {
-        runs.push((p.start, p.server.as_str()));
-    }
-    runs
+    // The partitions start at 0 (the wrap-around row) and cover the space in order.
+    table
+        .partitions
+        .iter()
+        .filter(|p| p.hashes > 0)
+        .map(|p| (p.start, p.server.as_str()))
+        .collect()
 }
 
 /// What moves from ring `before` to ring `after` (same hash function).
@@ -354,12 +373,12 @@ pub fn render_table(table: &RingTable, out: &mut String) {
 /// The header line of a ring: servers, points, hash.
 fn render_header(table: &RingTable, out: &mut String) {
     let servers = table.servers.len();
+    let points: u64 = table.servers.iter().map(|s| s.points).sum();
     let _ = writeln!(
         out,
-        "{servers} server{}, {} points per unit of weight, {} points, hash {} (hashes 0 to {})",
+        "{servers} server{}, {} points per unit of weight, {points} points, hash {} (hashes 0 to {})",
         if servers == 1 { "" } else { "s" },
         table.vnodes,
-        table.partitions.len(),
         table.hash,
         table.max_hash,
     );

@@ -159,6 +159,8 @@ pub struct RouteConfig {
     pub path: String,
     /// What the route does with a matching request.
     pub action: RouteAction,
+    /// Answer 400 to a request whose path holds an encoded slash (`%2F`).
+    pub reject_encoded_slash: bool,
     /// Maintenance settings, if the route has a `[route.maintenance]` table.
     pub maintenance: Option<MaintenanceConfig>,
 }

@@ -18,6 +18,7 @@ const ROUTE_KEYS: &[&str] = &[
     "path",
     "pool",
     "strip_prefix",
+    "reject_encoded_slash",
     "redirect",
     "static_dir",
     "maintenance",
@@ -53,7 +54,7 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
                 );
                 None
             } else {
-                Some(p.to_string())
+                normal_prefix(cx, f.at, p)
             }
         }),
     };
@@ -130,6 +131,7 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
         (None, None, Some(dir)) => Some(RouteAction::Static { dir }),
         _ => None,
     };
+    let reject_encoded_slash = t.get("reject_encoded_slash").map_or(Some(false), |f| cx.bool(f));
     let maintenance = match t.get("maintenance") {
         None => Some(None),
         Some(f) => cx
@@ -150,8 +152,31 @@ pub(crate) fn parse_route(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Optio
         host: host?,
         path: path?,
         action: action?,
+        reject_encoded_slash: reject_encoded_slash?,
         maintenance: maintenance?,
     })
+}
+
+/// A route `path` in the normal form requests are matched in (`route::normalize`): any other
+/// spelling could never match, so it is an error that names the normal one.
+fn normal_prefix(cx: &mut Ctx, at: usize, p: &str) -> Option<String> {
+    match crate::route::normalize(p) {
+        Ok(n) if n == p => Some(p.to_string()),
+        Ok(n) => {
+            cx.err(
+                at,
+                format!(
+                    "`path` \"{p}\" is not in normal form; requests are matched on their \
+                     normalised path, so write \"{n}\""
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            cx.err(at, format!("`path` \"{p}\" cannot be normalised: {e}"));
+            None
+        }
+    }
 }
 
 /// The name of a route without `name`: its host and path, `api.example.com/api/` or `/assets/`

@@ -274,6 +274,7 @@ fn minimal_config_gets_every_default() {
                 pool: "app".into(),
                 strip_prefix: false
             },
+            reject_encoded_slash: false,
             maintenance: None,
         }]
     );
@@ -788,6 +789,47 @@ fn route_actions() {
     one_err(
         &with_base("[[route]]\nname = \"a\"\npool = \"app\"\n[[route]]\nname = \"b\"\npool = \"app\"\n"),
         "9:1: route `b` has the same host and path as the route at line 6; it could never be chosen",
+    );
+}
+
+#[test]
+fn reject_encoded_slash_and_normal_route_paths() {
+    let c = ok(&with_base(
+        "[[route]]\npool = \"app\"\n\
+         [[route]]\npath = \"/files/\"\npool = \"app\"\nreject_encoded_slash = true\n",
+    ));
+    assert!(!c.routes[0].reject_encoded_slash, "off by default");
+    assert!(c.routes[1].reject_encoded_slash);
+    // Any route may refuse encoded slashes: static files and redirects too.
+    ok(&with_base(
+        "[[route]]\npath = \"/s/\"\nstatic_dir = \"public\"\nreject_encoded_slash = false\n",
+    ));
+    one_err(
+        &with_base("[[route]]\nname = \"r\"\npool = \"app\"\nreject_encoded_slash = \"yes\"\n"),
+        "9:24: `reject_encoded_slash`: expected a boolean (true or false), found a string",
+    );
+    one_err(
+        &with_base("[[route]]\nname = \"r\"\npool = \"app\"\nreject_encoded_slashes = true\n"),
+        "9:1: unknown key `reject_encoded_slashes` in [[route]]; did you mean `reject_encoded_slash`?",
+    );
+    // Requests are matched on normal paths: a prefix in any other spelling could never match.
+    one_err(
+        &with_base("[[route]]\nname = \"r\"\npath = \"/pub/../%61dmin//\"\npool = \"app\"\n"),
+        "8:8: `path` \"/pub/../%61dmin//\" is not in normal form; requests are matched on their \
+         normalised path, so write \"/admin/\"",
+    );
+    one_err(
+        &with_base("[[route]]\nname = \"r\"\npath = \"/a%2fb\"\npool = \"app\"\n"),
+        "8:8: `path` \"/a%2fb\" is not in normal form; requests are matched on their normalised path, \
+         so write \"/a%2Fb\"",
+    );
+    one_err(
+        &with_base("[[route]]\nname = \"r\"\npath = \"/../x/\"\npool = \"app\"\n"),
+        "8:8: `path` \"/../x/\" cannot be normalised: a `..` segment climbs above the root",
+    );
+    one_err(
+        &with_base("[[route]]\nname = \"r\"\npath = \"/%zz/\"\npool = \"app\"\n"),
+        "8:8: `path` \"/%zz/\" cannot be normalised: a `%` is not followed by two hex digits",
     );
 }
 

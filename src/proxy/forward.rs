@@ -177,7 +177,7 @@ impl Finish {
 /// Everything that needs no waiting (routing, header rewriting, the request head for the
 /// server) is done here, before the future is made: what the future must keep is then small,
 /// and it is built (and copied to the heap) for every request.
-pub fn handle(req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
+pub fn handle(mut req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
     let token = ctx.state.begin();
     // Taken per request, not per connection: after a reload the next request of a keep-alive
     // connection already uses the new routes, while this one finishes on the ones it started with.
@@ -213,7 +213,13 @@ pub fn handle(req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
     });
     let mut info = UpstreamInfo::default();
     let mut route = None;
-    let decision = decide(&req, ctx, client, &snapshot, &mut route);
+    let mut normal_uri = None;
+    let decision = decide(&req, ctx, client, &snapshot, &mut route, &mut normal_uri);
+    // From here on the request names its normal path: the server is sent it, static files are
+    // mapped from it; the access log keeps the target as received.
+    if let Some(uri) = normal_uri {
+        *req.uri_mut() = uri;
+    }
     if let (Some(log), Some(i)) = (log.as_mut(), route) {
         log.route = snapshot.routes.get(i).map(|r| r.name.clone());
     }
@@ -288,12 +294,15 @@ enum Decision<'a> {
     },
 }
 
+/// `normal_uri` is set to the request's URI with its normal path when that differs from the
+/// path received (`route::normalize`).
 fn decide<'a>(
     req: &Request<RequestBody>,
     ctx: &ConnCtx,
     client: std::net::IpAddr,
     snapshot: &'a Snapshot,
     matched: &mut Option<usize>,
+    normal_uri: &mut Option<Uri>,
 ) -> Decision<'a> {
     // Ringway's HTTP/1.1 connection refused bad framing already (`h1_server::head`); this
     // check is for what hyper's HTTP/2 server lets through.
@@ -311,13 +320,32 @@ fn decide<'a>(
     if let Some(r) = ctx.listener.redirect_https {
         return Decision::Answer(redirect_to_https(req, r.port, r.status));
     }
-    let Some(index) = snapshot.table.find(request_host(req), req.uri().path()) else {
+    // Routes match the path the server will understand, so that no spelling of a path
+    // (`/pub/../admin`, `/%61dmin`, `//admin`) passes a route guarding its prefix.
+    let path = match route::normalize(req.uri().path()) {
+        Ok(path) => path,
+        Err(why) => {
+            tracing::debug!("400 from {}: request path: {why}", ctx.peer);
+            return Decision::Answer(bad_path());
+        }
+    };
+    let Some(index) = snapshot.table.find(request_host(req), &path) else {
         return Decision::Answer(not_found());
     };
     let Some(route) = snapshot.routes.get(index) else {
         return Decision::Answer(not_found());
     };
     *matched = Some(index);
+    if route.reject_encoded_slash && route::normalize::has_encoded_slash(&path) {
+        tracing::debug!("400 from {}: encoded slash on route `{}`", ctx.peer, route.name);
+        return Decision::Answer(bad_path());
+    }
+    if let Cow::Owned(path) = path {
+        match route::normalize::with_path(req.uri(), &path) {
+            Some(uri) => *normal_uri = Some(uri),
+            None => return Decision::Answer(bad_path()),
+        }
+    }
     // Only a route with `[route.maintenance]` pays for it (and reads the clock only when it
     // could be on); `allow`ed clients go on to the route's action.
     if let Some(m) = &route.maintenance
@@ -344,6 +372,14 @@ fn decide<'a>(
     }
 }
 
+/// The answer to a path that cannot be normalised or that its route refuses: the request's
+/// framing was sound, so the connection stays open.
+fn bad_path() -> Response<ResponseBody> {
+    local_response(StatusCode::BAD_REQUEST, "400 Bad Request\n")
+}
+
+/// Answers every request of a `redirect_https` listener. The path goes as received: it is not
+/// routed here, and the HTTPS listener normalises it when the client comes back.
 fn redirect_to_https<B>(req: &Request<B>, port: u16, status: u16) -> Response<ResponseBody> {
     let host = request_host(req);
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());

@@ -8,7 +8,12 @@
 //! Matching order: routes whose host is exactly the request's host first, then wildcard hosts
 //! (`*.example.com`, the longest suffix first), then routes without a host. Within one host class
 //! the longest matching path prefix wins; a class with no matching prefix falls through to the
-//! next. Prefixes are plain string prefixes, as nginx's prefix locations are.
+//! next. Prefixes are plain string prefixes, as nginx's prefix locations are, compared with the
+//! normal form of the request path (`normalize`): the caller normalises once and matches that.
+
+pub mod normalize;
+
+pub use normalize::{PathError, normalize};
 
 pub mod maintenance;
 

@@ -225,7 +225,12 @@ async fn hashed_pools_show_their_ring_and_plan_moves() {
         assert_eq!(ring.status, 200, "{}", ring.json);
         assert_eq!(ring.json["algorithm"], "consistent_hash");
         assert_eq!(ring.json["hash"], "xxh3");
-        assert_eq!(ring.json["partitions"].as_array().map(Vec::len), Some(3 * 160));
+        // One row per point, and the wrap-around row at 0 first (as `ringway ring` prints it).
+        assert_eq!(
+            ring.json["partitions"].as_array().map(Vec::len),
+            Some(3 * 160 + 1)
+        );
+        assert_eq!(ring.json["partitions"][0]["start"], "0");
         let shares = ring.json["shares"].as_array().expect("shares");
         let total: f64 = shares.iter().map(|s| s["share"].as_f64().expect("share")).sum();
         assert!((total - 1.0).abs() < 1e-9);

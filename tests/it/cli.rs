@@ -372,6 +372,72 @@ servers = ["127.0.0.1:8001"]
     .await
 }
 
+/// The proof for the ring's wrap-around row: the classic two-server demonstration,
+/// every row of both tables, the counts summing to 2^28.
+#[tokio::test]
+async fn ring_prints_the_wrap_around_row_at_zero() {
+    bounded(async {
+        let out = Command::new(BIN)
+            .args([
+                "ring",
+                "--servers",
+                "server-a,server-b",
+                "--vnodes",
+                "5",
+                "--hash",
+                "sha1-28",
+            ])
+            .output()
+            .await
+            .expect("run ringway ring");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let rows = |title: &str| -> Vec<(u64, String, u64)> {
+            stdout
+                .split(title)
+                .nth(1)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.is_empty())
+                .map(|l| {
+                    let words: Vec<&str> = l.split_whitespace().collect();
+                    let count = words[3].trim_start_matches('(');
+                    (
+                        words[0].parse().expect("start"),
+                        words[2].to_string(),
+                        count.parse().expect("count"),
+                    )
+                })
+                .collect()
+        };
+        let full = rows("\nRouting table:");
+        let row = |start: u64, name: &str, count: u64| (start, name.to_string(), count);
+        assert_eq!(full.len(), 11, "{stdout}");
+        assert_eq!(full[0], row(0, "server-b-1", 23_746_828), "{stdout}");
+        assert_eq!(full[1], row(23_746_828, "server-a-4", 6_848_918), "{stdout}");
+        assert_eq!(full[10], row(262_844_523, "server-b-1", 5_590_933), "{stdout}");
+        assert_eq!(full.iter().map(|r| r.2).sum::<u64>(), 1 << 28);
+        let simplified = rows("\nSimplified routing table:");
+        assert_eq!(
+            simplified,
+            [
+                row(0, "server-b", 23_746_828),
+                row(23_746_828, "server-a", 37_156_400),
+                row(60_903_228, "server-b", 87_553_592),
+                row(148_456_820, "server-a", 85_098_037),
+                row(233_554_857, "server-b", 34_880_599),
+            ],
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("server-b  weight   1        5 points  146181019 hashes"),
+            "{stdout}"
+        );
+    })
+    .await
+}
+
 #[tokio::test]
 async fn check_and_run_refuse_an_access_log_in_a_missing_directory() {
     bounded(async {

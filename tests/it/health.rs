@@ -5,8 +5,8 @@
 //! `ramp()`), not through the admin API. Every wait is bounded by a deadline.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::logs::{capture_logs, logged};

@@ -19,6 +19,7 @@ mod health;
 mod listeners;
 mod maintenance;
 mod metrics;
+mod normalize;
 mod proxy;
 mod proxy_protocol;
 mod reload;

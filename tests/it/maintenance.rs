@@ -3,7 +3,6 @@
 //! switch across reloads, and bad input (configuration errors with file:line:col, bad PUT
 //! bodies).
 
-
 use std::path::{Path, PathBuf};
 
 use crate::common::*;

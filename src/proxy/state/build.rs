@@ -258,6 +258,7 @@ impl Snapshot {
                 name: r.name.clone(),
                 prefix: r.path.clone(),
                 target,
+                reject_encoded_slash: r.reject_encoded_slash,
                 stats,
                 maintenance,
             });

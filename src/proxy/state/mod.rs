@@ -253,6 +253,8 @@ pub struct Route {
     pub prefix: String,
     /// What it does.
     pub target: RouteTarget,
+    /// Requests whose path holds an encoded slash (`%2F`) are answered 400.
+    pub reject_encoded_slash: bool,
     /// Its live figures (kept across reloads while its name and pool stay).
     pub stats: Arc<RouteStats>,
     /// Its maintenance, if it has a `[route.maintenance]` table.
