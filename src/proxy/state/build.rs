@@ -220,7 +220,11 @@ impl Snapshot {
                 RouteAction::Static { dir } => match super::super::static_files::Site::new(dir) {
                     Ok(site) => RouteTarget::Static { site: Arc::new(site) },
                     Err(e) => {
-                        errors.push(format!("route `{}`: static_dir {} cannot be opened: {e}", r.name, dir.display()));
+                        errors.push(format!(
+                            "route `{}`: static_dir {} cannot be opened: {e}",
+                            r.name,
+                            dir.display()
+                        ));
                         continue;
                     }
                 },

@@ -21,7 +21,9 @@ pub struct Validators {
 impl Validators {
     /// The validators of a file of `len` bytes last modified at `modified`.
     pub fn of(len: u64, modified: Option<SystemTime>) -> Validators {
-        let modified = modified.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
+        let modified = modified
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
         Validators {
             len,
             modified,
@@ -147,7 +149,10 @@ pub fn parse_range(field: &str, len: u64) -> RangeAsk {
         return RangeAsk::Ignored;
     }
     // A `#` list: empty elements and whitespace around the commas are allowed.
-    let mut specs = set.split(',').map(|s| s.trim_matches([' ', '\t'])).filter(|s| !s.is_empty());
+    let mut specs = set
+        .split(',')
+        .map(|s| s.trim_matches([' ', '\t']))
+        .filter(|s| !s.is_empty());
     let (Some(spec), None) = (specs.next(), specs.next()) else {
         return RangeAsk::Ignored;
     };
@@ -161,7 +166,10 @@ pub fn parse_range(field: &str, len: u64) -> RangeAsk {
                 return RangeAsk::Unsatisfiable;
             }
             let n = suffix.min(len);
-            RangeAsk::One(ByteRange { start: len - n, len: n })
+            RangeAsk::One(ByteRange {
+                start: len - n,
+                len: n,
+            })
         }
         // bytes=N-: from N to the end.
         (Some(start), None) if last.is_empty() => {
@@ -193,7 +201,9 @@ fn digits(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(s.bytes().fold(0u64, |n, b| n.saturating_mul(10).saturating_add(u64::from(b - b'0'))))
+    Some(s.bytes().fold(0u64, |n, b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
 }
 
 /// Seconds since the epoch of an HTTP-date (any of the three forms RFC 9110 5.6.7 accepts).

@@ -80,7 +80,10 @@ pub async fn serve<B>(req: &Request<B>, site: &Arc<Site>, prefix: &str) -> Respo
             return r;
         }
         Found::Escaped(real) => {
-            tracing::debug!("static: 404 for {raw:?}: it resolves to {}, outside the directory", real.display());
+            tracing::debug!(
+                "static: 404 for {raw:?}: it resolves to {}, outside the directory",
+                real.display()
+            );
             return not_found();
         }
         Found::NotFound | Found::WouldBlock => return not_found(),
@@ -119,7 +122,10 @@ fn respond(opened: Opened, answer: Answer, get: bool) -> Response<ResponseBody> 
         Answer::Unsatisfiable => {
             let mut r = local_response(StatusCode::RANGE_NOT_SATISFIABLE, "416 Range Not Satisfiable\n");
             let h = r.headers_mut();
-            h.insert(header::CONTENT_RANGE, header_value(format!("bytes */{}", validators.len)));
+            h.insert(
+                header::CONTENT_RANGE,
+                header_value(format!("bytes */{}", validators.len)),
+            );
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             return r;
         }

@@ -39,7 +39,11 @@ pub struct Site {
 impl Site {
     /// Opens `dir`; fails when it does not exist or is not a directory.
     pub fn new(dir: &Path) -> io::Result<Site> {
-        let dir_fd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let dir_fd = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Site {
             dir: dir.to_path_buf(),
             root: std::fs::canonicalize(dir)?,
@@ -191,7 +195,9 @@ fn real_path(file: &File, path: &Path) -> io::Result<PathBuf> {
 fn missing(e: &io::Error, relative: &Path) -> Found {
     match e.kind() {
         io::ErrorKind::PermissionDenied => Found::Forbidden,
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => Found::NotFound,
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => {
+            Found::NotFound
+        }
         _ => {
             // ELOOP, EIO and the like: the client gets a 404 and no detail; the operator the log.
             tracing::warn!("static: cannot open {}: {e}", relative.display());

@@ -121,7 +121,7 @@ impl Drop for FileStream {
 /// Reads into `buf` at `offset` only what the page cache holds: `Some(bytes read)` (0 at the
 /// end of the file), `None` when the read would wait for the disk (or the file system cannot
 /// tell).
-fn read_now(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<Option<usize>> {
+pub(super) fn read_now(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         match rustix::io::preadv2(file, &mut [IoSliceMut::new(buf)], offset, ReadWriteFlags::NOWAIT) {
             Ok(n) => return Ok(Some(n)),

@@ -140,7 +140,10 @@ fn unsatisfiable_ranges() {
     assert_eq!(parse_range("bytes=-0", 1000), RangeAsk::Unsatisfiable);
     assert_eq!(parse_range("bytes=0-", 0), RangeAsk::Unsatisfiable);
     assert_eq!(parse_range("bytes=-1", 0), RangeAsk::Unsatisfiable);
-    assert_eq!(parse_range("bytes=99999999999999999999999-", 10), RangeAsk::Unsatisfiable);
+    assert_eq!(
+        parse_range("bytes=99999999999999999999999-", 10),
+        RangeAsk::Unsatisfiable
+    );
 }
 
 #[test]
@@ -247,7 +250,11 @@ fn if_none_match_answers_304() {
     assert_eq!(ask(&etag), Answer::NotModified);
     assert_eq!(ask(&format!("W/{etag}")), Answer::NotModified, "weak comparison");
     assert_eq!(ask(&format!("\"x\", {etag}")), Answer::NotModified);
-    assert_eq!(ask(&format!("\"a,b\",{etag}")), Answer::NotModified, "a comma inside a tag");
+    assert_eq!(
+        ask(&format!("\"a,b\",{etag}")),
+        Answer::NotModified,
+        "a comma inside a tag"
+    );
     assert_eq!(ask("*"), Answer::NotModified);
     assert_eq!(ask("\"other\""), Answer::Whole);
     assert_eq!(ask("garbage"), Answer::Whole);
@@ -268,7 +275,11 @@ fn if_modified_since_answers_304() {
     };
     assert_eq!(ask(MTIME), Answer::NotModified);
     assert_eq!(ask(LATER), Answer::NotModified);
-    assert_eq!(ask("Sunday, 06-Nov-94 08:49:37 GMT"), Answer::NotModified, "RFC 850 form");
+    assert_eq!(
+        ask("Sunday, 06-Nov-94 08:49:37 GMT"),
+        Answer::NotModified,
+        "RFC 850 form"
+    );
     assert_eq!(ask(EARLIER), Answer::Whole);
     assert_eq!(ask("yesterday"), Answer::Whole);
     // No modification time: nothing to compare.
@@ -310,7 +321,11 @@ fn if_match_and_if_unmodified_since_answer_412() {
     assert_eq!(decide(if_match(&etag)), Answer::Whole);
     assert_eq!(decide(if_match("*")), Answer::Whole);
     assert_eq!(decide(if_match("\"other\"")), Answer::PreconditionFailed);
-    assert_eq!(decide(if_match(&format!("W/{etag}"))), Answer::PreconditionFailed, "strong comparison");
+    assert_eq!(
+        decide(if_match(&format!("W/{etag}"))),
+        Answer::PreconditionFailed,
+        "strong comparison"
+    );
     let ius = |date| Conditions {
         if_unmodified_since: Some(date),
         ..get()
@@ -371,8 +386,14 @@ fn range_with_and_without_if_range() {
 // ---------------------------------------------------------------------------------------------
 
 const BOTH: Siblings = Siblings { br: true, gzip: true };
-const GZ_ONLY: Siblings = Siblings { br: false, gzip: true };
-const BR_ONLY: Siblings = Siblings { br: true, gzip: false };
+const GZ_ONLY: Siblings = Siblings {
+    br: false,
+    gzip: true,
+};
+const BR_ONLY: Siblings = Siblings {
+    br: true,
+    gzip: false,
+};
 
 #[test]
 fn chooses_the_sibling_the_client_accepts() {
@@ -408,4 +429,68 @@ fn chooses_the_sibling_the_client_accepts() {
     ] {
         assert_eq!(choose(field, siblings), want, "{field:?} with {siblings:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file stream (adapter): both ways of reading give the file's bytes
+// ---------------------------------------------------------------------------------------------
+
+/// A file whose pages were dropped from the page cache is read in the blocking pool; one in
+/// the cache at once; the stream hands out exactly the range asked for, either way.
+#[tokio::test]
+async fn a_file_streams_its_range_from_the_cache_or_the_disk() {
+    use std::future::poll_fn;
+    use std::io::Write;
+
+    use super::stream::{CHUNK, FileStream, read_now};
+
+    let path = std::env::temp_dir().join(format!("ringway-stream-{}", std::process::id()));
+    let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
+    let mut f = std::fs::File::create(&path).expect("create");
+    f.write_all(&data).expect("write");
+    f.sync_all().expect("sync");
+    drop(f);
+    for (start, len) in [
+        (0, data.len()),
+        (5, CHUNK),
+        (CHUNK - 1, 2 * CHUNK + 3),
+        (data.len() - 1, 1),
+    ] {
+        for cold in [true, false] {
+            let file = std::fs::File::open(&path).expect("open");
+            if cold {
+                // Clean pages only (synced above): the kernel drops them.
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+                let mut probe = vec![0; 16];
+                // A file system without RWF_NOWAIT answers `None` as well; a cache that keeps
+                // the pages anyway (tmpfs) answers at once: both ways are still checked below.
+                let _ = read_now(&file, start as u64, &mut probe).expect("probe");
+            }
+            let mut stream = FileStream::new(file, start as u64, len as u64);
+            let mut got = Vec::new();
+            while let Some(chunk) = poll_fn(|cx| stream.poll_chunk(cx)).await {
+                let chunk = chunk.expect("chunk");
+                assert!(chunk.len() <= CHUNK);
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(stream.remaining(), 0);
+            assert!(
+                got == data[start..start + len],
+                "range {start}+{len}, cold {cold}"
+            );
+        }
+    }
+    // A file that ends before the range does is an error, not a short answer.
+    let file = std::fs::File::open(&path).expect("open");
+    let mut stream = FileStream::new(file, 0, data.len() as u64 + 10);
+    let mut last = None;
+    while let Some(chunk) = poll_fn(|cx| stream.poll_chunk(cx)).await {
+        last = Some(chunk.map(|c| c.len()));
+    }
+    assert!(
+        matches!(last, Some(Err(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{last:?}"
+    );
+    assert_eq!(stream.remaining(), 10, "what was never sent");
+    let _ = std::fs::remove_file(&path);
 }
