@@ -23,7 +23,7 @@ use http::{Method, Request, Response, StatusCode};
 use super::body::ResponseBody;
 use super::forward::local_response;
 use conditional::{Answer, Conditions};
-use open::{Found, Opened, Wait};
+use open::{Lookup, Opened, Wait};
 
 pub use open::Site;
 pub use stream::FileStream;
@@ -50,8 +50,8 @@ pub async fn serve<B>(req: &Request<B>, site: &Arc<Site>, prefix: &str) -> Respo
     let accept_encoding = list_field(headers, &header::ACCEPT_ENCODING);
     let accept = accept_encoding.as_ref().and_then(|v| v.to_str().ok());
     // The lookup cache answers almost every request at once; the rest wait in the blocking pool.
-    let found = match open::find(site, &mapped, accept, Wait::CachedOnly) {
-        Found::WouldBlock => {
+    let lookup = match open::find(site, &mapped, accept, Wait::CachedOnly) {
+        Lookup::WouldBlock => {
             let site = site.clone();
             let accept = accept_encoding.clone();
             let job = move || {
@@ -68,9 +68,9 @@ pub async fn serve<B>(req: &Request<B>, site: &Arc<Site>, prefix: &str) -> Respo
         }
         found => found,
     };
-    let opened = match found {
-        Found::File(opened) => opened,
-        Found::Directory => {
+    let opened = match lookup {
+        Lookup::File(opened) => opened,
+        Lookup::Directory => {
             let location = path::slash_redirect(raw, req.uri().query());
             let mut r = Response::new(ResponseBody::empty());
             *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
@@ -79,15 +79,15 @@ pub async fn serve<B>(req: &Request<B>, site: &Arc<Site>, prefix: &str) -> Respo
             }
             return r;
         }
-        Found::Escaped(real) => {
+        Lookup::Escaped(real) => {
             tracing::debug!(
                 "static: 404 for {raw:?}: it resolves to {}, outside the directory",
                 real.display()
             );
             return not_found();
         }
-        Found::NotFound | Found::WouldBlock => return not_found(),
-        Found::Forbidden => return local_response(StatusCode::FORBIDDEN, "403 Forbidden\n"),
+        Lookup::NotFound | Lookup::WouldBlock => return not_found(),
+        Lookup::Forbidden => return local_response(StatusCode::FORBIDDEN, "403 Forbidden\n"),
     };
     let if_match = list_field(headers, &header::IF_MATCH);
     let if_none_match = list_field(headers, &header::IF_NONE_MATCH);
@@ -172,7 +172,7 @@ fn respond(opened: Opened, answer: Answer, get: bool) -> Response<ResponseBody> 
 }
 
 fn not_found() -> Response<ResponseBody> {
-    local_response(StatusCode::NOT_FOUND, "404 Not Found\n")
+    local_response(StatusCode::NOT_FOUND, "404 Not Lookup\n")
 }
 
 /// A field value built from text we made (digits, hex, a date): always valid.

@@ -56,7 +56,7 @@ impl Site {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     /// On the worker's event loop: only what the kernel's lookup cache answers at once
-    /// (`RESOLVE_CACHED`); anything else is [`Found::WouldBlock`].
+    /// (`RESOLVE_CACHED`); anything else is [`Lookup::WouldBlock`].
     CachedOnly,
     /// In the blocking pool: whatever it takes.
     Blocking,
@@ -77,9 +77,9 @@ pub struct Opened {
     pub vary: bool,
 }
 
-/// What a mapped path finds.
+/// What looking up a mapped path gives.
 #[derive(Debug)]
-pub enum Found {
+pub enum Lookup {
     /// A regular file.
     File(Opened),
     /// A directory asked for without the trailing slash.
@@ -97,27 +97,22 @@ pub enum Found {
 
 /// Finds what `mapped` names under `site`, choosing a precompressed sibling that
 /// `accept_encoding` accepts.
-pub fn find(site: &Site, mapped: &Mapped, accept_encoding: Option<&str>, wait: Wait) -> Found {
+pub fn find(site: &Site, mapped: &Mapped, accept_encoding: Option<&str>, wait: Wait) -> Lookup {
     let mut path = mapped.relative.clone();
+    if mapped.trailing_slash {
+        // A directory's index, opened at once (one open, as nginx's `index` does): a missing
+        // directory, a file asked for as one (ENOTDIR) or a directory without an index is 404.
+        path.push("index.html");
+    }
     let (mut file, mut meta) = match open_inside(site, &path, wait) {
         Ok(pair) => pair,
         Err(found) => return found,
     };
-    if meta.is_dir() {
-        if !mapped.trailing_slash {
-            return Found::Directory;
-        }
-        path.push("index.html");
-        (file, meta) = match open_inside(site, &path, wait) {
-            Ok(pair) => pair,
-            Err(found) => return found,
-        };
-    } else if mapped.trailing_slash {
-        // `name/` of a file is no file (the kernel's ENOTDIR).
-        return Found::NotFound;
+    if meta.is_dir() && !mapped.trailing_slash {
+        return Lookup::Directory;
     }
     if !meta.is_file() {
-        return Found::NotFound;
+        return Lookup::NotFound;
     }
     let siblings = Siblings {
         br: is_file(site, &with_suffix(&path, Encoding::Br)),
@@ -127,14 +122,14 @@ pub fn find(site: &Site, mapped: &Mapped, accept_encoding: Option<&str>, wait: W
     if let Some(e) = encoding {
         match open_inside(site, &with_suffix(&path, e), wait) {
             Ok((f, m)) if m.is_file() => (file, meta) = (f, m),
-            Err(Found::WouldBlock) => return Found::WouldBlock,
+            Err(Lookup::WouldBlock) => return Lookup::WouldBlock,
             Ok(_) | Err(_) => {
                 tracing::debug!("static: sibling {} of {} not served", e.suffix(), path.display());
                 encoding = None;
             }
         }
     }
-    Found::File(Opened {
+    Lookup::File(Opened {
         file,
         validators: Validators::of(meta.len(), meta.modified().ok()),
         content_type: content_type(&path),
@@ -144,7 +139,7 @@ pub fn find(site: &Site, mapped: &Mapped, accept_encoding: Option<&str>, wait: W
 }
 
 /// Opens `relative` under the site's directory, never a file outside it.
-fn open_inside(site: &Site, relative: &Path, wait: Wait) -> Result<(File, Metadata), Found> {
+fn open_inside(site: &Site, relative: &Path, wait: Wait) -> Result<(File, Metadata), Lookup> {
     let relative = if relative.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -161,7 +156,7 @@ fn open_inside(site: &Site, relative: &Path, wait: Wait) -> Result<(File, Metada
         // EAGAIN: not in the lookup cache; EINVAL: a kernel before 5.12 (no RESOLVE_CACHED);
         // EXDEV and ENOSYS: see below, done in the blocking pool.
         Err(Errno::AGAIN | Errno::INVAL | Errno::XDEV | Errno::NOSYS) if wait == Wait::CachedOnly => {
-            return Err(Found::WouldBlock);
+            return Err(Lookup::WouldBlock);
         }
         // EXDEV: the way leaves the directory, or passes an absolute symlink (which may still
         // point inside); ENOSYS: a kernel before 5.6. Decided on the real path instead.
@@ -174,13 +169,13 @@ fn open_inside(site: &Site, relative: &Path, wait: Wait) -> Result<(File, Metada
 
 /// The slow way: open following every symlink, then refuse the file unless its real path is
 /// under the directory's canonical root.
-fn open_checked(site: &Site, relative: &Path, flags: OFlags) -> Result<(File, Metadata), Found> {
+fn open_checked(site: &Site, relative: &Path, flags: OFlags) -> Result<(File, Metadata), Lookup> {
     let file = rustix::fs::openat(&site.dir_fd, relative, flags, Mode::empty())
         .map(File::from)
         .map_err(|e| missing(&e.into(), relative))?;
     let real = real_path(&file, &site.dir.join(relative)).map_err(|e| missing(&e, relative))?;
     if !real.starts_with(&site.root) {
-        return Err(Found::Escaped(real));
+        return Err(Lookup::Escaped(real));
     }
     let meta = file.metadata().map_err(|e| missing(&e, relative))?;
     Ok((file, meta))
@@ -192,16 +187,16 @@ fn real_path(file: &File, path: &Path) -> io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).or_else(|_| std::fs::canonicalize(path))
 }
 
-fn missing(e: &io::Error, relative: &Path) -> Found {
+fn missing(e: &io::Error, relative: &Path) -> Lookup {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => Found::Forbidden,
+        io::ErrorKind::PermissionDenied => Lookup::Forbidden,
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => {
-            Found::NotFound
+            Lookup::NotFound
         }
         _ => {
             // ELOOP, EIO and the like: the client gets a 404 and no detail; the operator the log.
             tracing::warn!("static: cannot open {}: {e}", relative.display());
-            Found::NotFound
+            Lookup::NotFound
         }
     }
 }
