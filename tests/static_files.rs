@@ -483,6 +483,7 @@ fn rss() -> u64 {
 async fn a_200_mib_file_streams_with_flat_memory() {
     bounded(async {
         const SIZE: u64 = 200 * 1024 * 1024;
+        let _alone = MEMORY_QUIET.write().await;
         let site = Site::new("static-big");
         let file = std::fs::File::create(site.www().join("big.bin")).expect("create");
         // Sparse: no disk is used, every byte reads as zero; the last one is written.
@@ -542,9 +543,10 @@ async fn a_200_mib_file_streams_with_flat_memory() {
         let growth = peak.saturating_sub(before);
         assert!(
             growth < 32 * 1024 * 1024,
-            "RSS grew by {} MiB while 200 MiB were served ({} MiB before)",
+            "RSS grew by {} MiB while 200 MiB were served ({} MiB before); now:\n{}",
             growth / (1024 * 1024),
-            before / (1024 * 1024)
+            before / (1024 * 1024),
+            std::fs::read_to_string("/proc/self/status").unwrap_or_default()
         );
         proxy.stop().await;
     })
@@ -553,6 +555,7 @@ async fn a_200_mib_file_streams_with_flat_memory() {
 
 #[tokio::test]
 async fn a_missing_static_dir_stops_the_engine_from_starting() {
+    let _quiet = MEMORY_QUIET.read().await;
     let mut c = base_config();
     c.routes.push(RouteConfig {
         name: "files".into(),

@@ -172,7 +172,7 @@ fn respond(opened: Opened, answer: Answer, get: bool) -> Response<ResponseBody> 
 }
 
 fn not_found() -> Response<ResponseBody> {
-    local_response(StatusCode::NOT_FOUND, "404 Not Lookup\n")
+    local_response(StatusCode::NOT_FOUND, "404 Not Found\n")
 }
 
 /// A field value built from text we made (digits, hex, a date): always valid.
