@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
-# proxy-bench --setup for static files: Ringway (`static_dir`) and nginx (`root`) serving the same
-# file as `/index.html` of a directory in WORKDIR, so that `GET /` answers the body the harness
-# checks. The file is the first backend's answer (the size proxy-bench's --body chose).
-#   ringway: --setup rs='static-files.sh ringway {workdir} {port} {backends} {threads}'
-#            --proxy rs='ringway run -c {workdir}/ringway.toml'
-#   nginx:   --setup ns='static-files.sh nginx {workdir} {port} {backends} {threads}'
-#            --proxy ns='nginx -p {workdir} -c {workdir}/nginx.conf'
-# Usage: static-files.sh ringway|nginx WORKDIR PORT BACKENDS THREADS
+# proxy-bench --setup for static files: Ringway and nginx serving the same directory.
+# Writes {workdir}/www/index.html (SIZE bytes: SIZE-1 'x' and a newline, what proxy-bench's
+# --body SIZE expects from GET /) and the server's config:
+#   ringway  {workdir}/ringway.toml  a route "/" with static_dir = {workdir}/www;
+#            run it with: target/release/ringway run -c {workdir}/ringway.toml
+#   nginx    {workdir}/nginx.conf    root {workdir}/www, index index.html, sendfile on, the
+#            harness's own nginx settings (keep-alive, access log off, workers = threads);
+#            run it with: /usr/sbin/nginx -p {workdir}/ -c {workdir}/nginx.conf
+# Both answer GET / with the directory's index.html, with ETag and Last-Modified, neither
+# caching open files (nginx's default: no open_file_cache).
+# Usage: static-files.sh ringway|nginx WORKDIR PORT THREADS SIZE
+# SIZE is a byte count or k/m (KiB/MiB), as proxy-bench's --body takes it.
 set -euo pipefail
-kind=$1 workdir=$2 port=$3 backends=$4 threads=$5
+server=$1 workdir=$2 port=$3 threads=$4 size=$5
+case $size in
+  *k) bytes=$(( ${size%k} * 1024 )) ;;
+  *m) bytes=$(( ${size%m} * 1024 * 1024 )) ;;
+  *) bytes=$size ;;
+esac
 mkdir -p "$workdir/www"
-first=${backends%%,*}
-curl -sf "http://$first/" -o "$workdir/www/index.html"
-case "$kind" in
+{ head -c $(( bytes - 1 )) /dev/zero | tr '\0' x; printf '\n'; } > "$workdir/www/index.html"
+case $server in
 ringway)
   cat > "$workdir/ringway.toml" <<TOML
 workers = $threads
+
+[admin]
+listen = "127.0.0.1:0"
 
 [log]
 access = "off"
@@ -30,22 +41,41 @@ static_dir = "$workdir/www"
 TOML
   ;;
 nginx)
-  # As a tuned nginx serves files: sendfile, no access log, open_file_cache for the stat calls.
-  cat > "$workdir/nginx.conf" <<CONF
-worker_processes $threads;
+  reuseport=""
+  if [ "$threads" -gt 1 ]; then reuseport=" reuseport"; fi
+  temp=""
+  for kind in client_body proxy fastcgi uwsgi scgi; do
+    temp="$temp    ${kind}_temp_path $workdir/${kind}_temp;"$'\n'
+  done
+  cat > "$workdir/nginx.conf" <<NGINX
+# nginx serving $workdir/www (written by benches/proxy-bench/static-files.sh)
 daemon off;
+worker_processes $threads;
+worker_rlimit_nofile 200000;
 pid $workdir/nginx.pid;
-error_log $workdir/error.log;
-events { worker_connections 65536; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  open_file_cache max=1000 inactive=60s;
-  types { text/html html; }
-  server { listen 127.0.0.1:$port; root $workdir/www; location / { } }
+error_log $workdir/error.log warn;
+events {
+    worker_connections 100000;
 }
-CONF
+http {
+    access_log off;
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+$temp
+    server {
+        listen 127.0.0.1:$port backlog=4096$reuseport;
+        root $workdir/www;
+        index index.html;
+    }
+}
+NGINX
   ;;
-*) echo "static-files.sh: ringway or nginx, not $kind" >&2; exit 2 ;;
+*)
+  echo "usage: $0 ringway|nginx WORKDIR PORT THREADS SIZE" >&2
+  exit 2
+  ;;
 esac

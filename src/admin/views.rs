@@ -284,7 +284,7 @@ pub fn route(r: &Route, snapshot: &Snapshot, sampler: &Sampler, now: jiff::Times
             "to": String::from_utf8_lossy(location.as_bytes()),
             "status": status.as_u16(),
         }),
-        RouteTarget::Static { dir } => json!({"kind": "static", "dir": dir.display().to_string()}),
+        RouteTarget::Static { site } => json!({"kind": "static", "dir": site.dir.display().to_string()}),
     };
     let f = sampler.route(&r.name);
     json!({

@@ -1523,6 +1523,7 @@ servers = ["127.0.0.1:3000"]
     at("7:9", "certificate");
     at("7:28", "private key");
     at("11:1", "static_dir");
+    at("11:1", "public does not exist");
     at("16:1", "maintenance page");
     assert_eq!(es.len(), 5, "{es:#?}");
     // `read` does not look at the files.

@@ -1,7 +1,7 @@
 //! Bodies on the request path: streamed, never collected whole.
 //!
-//! Owns: the response body sent to the client (an HTTP/1.1 or HTTP/2 server's stream, or a short
-//! local answer), whose
+//! Owns: the response body sent to the client (an HTTP/1.1 or HTTP/2 server's stream, a file
+//! of a static route, or a short local answer), whose
 //! end returns the upstream connection to its pool, ends the request's in-flight count, counts
 //! the answer in the live figures and writes the access log line. (The request body's way
 //! upstream is `upload::Upload`.)
@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use super::access_log::AccessRecord;
 use super::server::ConnToken;
 use super::state::Server;
+use super::static_files::FileStream;
 use super::stats::{Observation, RouteStats, Stamp};
 use super::upstream::{self, UpstreamBody};
 use super::upstream_h2::H2Body;
@@ -67,6 +68,8 @@ enum Kind {
     Upstream(Box<UpstreamBody>),
     /// From an HTTP/2 server: data and trailers pass through.
     H2(Box<H2Body>),
+    /// A static route's file, read from disk as it is sent.
+    File(Box<FileStream>),
     Full(Option<Bytes>),
 }
 
@@ -127,6 +130,19 @@ impl ResponseBody {
         }
     }
 
+    /// A file streamed from disk.
+    pub fn file(stream: FileStream) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::File(Box::new(stream)),
+            exchange: None,
+            complete: false,
+            bytes: 0,
+            log: None,
+            tally: None,
+            _conn: None,
+        }
+    }
+
     /// Attaches what is needed at the end: the access log record, what to count and the
     /// connection token.
     pub fn finish_with(&mut self, log: Option<Box<AccessRecord>>, tally: Tally, conn: ConnToken) {
@@ -171,6 +187,18 @@ impl Body for ResponseBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            Kind::File(stream) => match stream.poll_chunk(cx) {
+                Poll::Ready(Some(Ok(d))) => {
+                    this.bytes += d.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(d))))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.complete = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
             Kind::H2(inner) => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(d) = frame.data_ref() {
@@ -193,6 +221,7 @@ impl Body for ResponseBody {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(inner) => inner.is_end_stream(),
             Kind::H2(inner) => inner.is_end_stream(),
+            Kind::File(stream) => stream.remaining() == 0,
         }
     }
 
@@ -205,6 +234,7 @@ impl Body for ResponseBody {
                 None => SizeHint::default(),
             },
             Kind::H2(inner) => inner.size_hint(),
+            Kind::File(stream) => SizeHint::with_exact(stream.remaining()),
         }
     }
 }

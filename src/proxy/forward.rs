@@ -236,10 +236,10 @@ pub fn handle(mut req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
     };
     match decision {
         Decision::Answer(resp) => Box::pin(std::future::ready(end.apply(resp, info))),
-        Decision::Static { dir, prefix } => {
-            let (dir, prefix) = (dir.to_path_buf(), prefix.to_owned());
+        Decision::Static { site, prefix } => {
+            let (site, prefix) = (site.clone(), prefix.to_owned());
             Box::pin(async move {
-                let resp = super::static_files::serve(&req, &dir, &prefix).await;
+                let resp = super::static_files::serve(&req, &site, &prefix).await;
                 end.apply(resp, info)
             })
         }
@@ -283,7 +283,7 @@ enum Decision<'a> {
     Answer(Response<ResponseBody>),
     /// Serve a file of a static route.
     Static {
-        dir: &'a std::path::Path,
+        site: &'a Arc<super::static_files::Site>,
         prefix: &'a str,
     },
     /// Forward to a pool's server.
@@ -360,8 +360,8 @@ fn decide<'a>(
             r.headers_mut().insert(header::LOCATION, location.clone());
             Decision::Answer(r)
         }
-        RouteTarget::Static { dir } => Decision::Static {
-            dir,
+        RouteTarget::Static { site } => Decision::Static {
+            site,
             prefix: &route.prefix,
         },
         RouteTarget::Forward { pool, strip } => Decision::Forward {

@@ -24,6 +24,7 @@ mod proxy;
 mod proxy_protocol;
 mod reload;
 mod send_proxy;
+mod static_files;
 mod status_page;
 mod tls;
 mod tls_check;

@@ -225,7 +225,17 @@ impl Snapshot {
                         }
                     }
                 }
-                RouteAction::Static { dir } => RouteTarget::Static { dir: dir.clone() },
+                RouteAction::Static { dir } => match super::super::static_files::Site::new(dir) {
+                    Ok(site) => RouteTarget::Static { site: Arc::new(site) },
+                    Err(e) => {
+                        errors.push(format!(
+                            "route `{}`: static_dir {} cannot be opened: {e}",
+                            r.name,
+                            dir.display()
+                        ));
+                        continue;
+                    }
+                },
             };
             let pool = match &r.action {
                 RouteAction::Pool { pool, .. } => Some(pool.as_str()),

@@ -239,8 +239,8 @@ pub enum RouteTarget {
     },
     /// Serve files from a directory.
     Static {
-        /// The directory.
-        dir: std::path::PathBuf,
+        /// The directory, opened at load.
+        site: Arc<super::static_files::Site>,
     },
 }
 
