@@ -143,6 +143,20 @@ impl ResponseBody {
         }
     }
 
+    /// The file of a static route's answer, for a writer that can send it with `sendfile`;
+    /// the bytes it sends that way are counted with [`ResponseBody::count_sent`].
+    pub fn file_stream(&mut self) -> Option<&mut FileStream> {
+        match &mut self.kind {
+            Kind::File(stream) => Some(stream),
+            _ => None,
+        }
+    }
+
+    /// Counts `n` bytes of the body sent by other means than its frames (`sendfile`).
+    pub fn count_sent(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
     /// Attaches what is needed at the end: the access log record, what to count and the
     /// connection token.
     pub fn finish_with(&mut self, log: Option<Box<AccessRecord>>, tally: Tally, conn: ConnToken) {

@@ -73,7 +73,7 @@ impl ConnState {
     }
 
     /// Notes whether a write to the client went through or found the socket full.
-    fn note_write<T>(&self, res: &Poll<T>) {
+    pub(super) fn note_write<T>(&self, res: &Poll<T>) {
         let blocked = self.write_blocked.load(Ordering::Relaxed);
         match (res.is_pending(), blocked) {
             (true, 0) => self.write_blocked.store(self.now_ms() + 1, Ordering::Relaxed),

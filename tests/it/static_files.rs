@@ -253,6 +253,39 @@ async fn serves_single_byte_ranges() {
     .await;
 }
 
+/// Files over 64 KiB go to a plain HTTP/1.1 client with `sendfile`: whole, from an offset, and
+/// with the keep-alive connection's next request framed right after them.
+#[tokio::test]
+async fn large_files_go_with_sendfile_whole_and_in_ranges() {
+    bounded(async {
+        let site = Site::new("static-sendfile");
+        let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(site.www().join("large.bin"), &data).expect("write");
+        let proxy = site.proxy();
+        let client = client();
+        for _ in 0..2 {
+            let r = send(client.get(proxy.url("/s/large.bin"))).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("content-length"), Some("1500000"));
+            assert!(r.body == data, "the whole file, byte for byte");
+            let r = send(
+                client
+                    .get(proxy.url("/s/large.bin"))
+                    .header("range", "bytes=100000-1299999"),
+            )
+            .await;
+            assert_eq!(r.status, 206);
+            assert_eq!(r.header("content-range"), Some("bytes 100000-1299999/1500000"));
+            assert!(r.body == data[100_000..1_300_000], "the range, byte for byte");
+            // The same keep-alive connection answers the next request after the file.
+            let r = send(client.get(proxy.url("/s/hello.txt"))).await;
+            assert_eq!((r.status, r.text().as_str()), (200, "hello, world\n"));
+        }
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn head_sends_no_body_and_other_methods_are_405() {
     bounded(async {

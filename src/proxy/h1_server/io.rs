@@ -4,21 +4,25 @@
 //!
 //! Must not touch: what a head means (head.rs), what the response says (write.rs).
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::Upgraded;
 use super::head::{RequestBodyFraming, RequestHead};
 use crate::proxy::conn_state::TrackedStream;
 use crate::proxy::h1::{BodyDecoder, Chunk, Step};
 use crate::proxy::request_body::{BodyError, BodySource, H1Body};
+use crate::proxy::static_files::FileStream;
 
 /// Bytes read at a time from a socket with nothing buffered: on the stack, so that a connection
 /// waiting for its next request holds no buffer.
@@ -168,6 +172,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io<S> {
             *at += n;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// The client's socket when it is plain TCP: not TLS (whose records Ringway must encrypt)
+    /// and not a stream with bytes put back in front (`prefixed.rs`). Only such a socket can
+    /// take a file with `sendfile`.
+    pub(super) fn plain_tcp(&self) -> Option<&TcpStream> {
+        let stream = self.stream.as_ref()?;
+        (&stream.inner as &dyn Any).downcast_ref::<TcpStream>()
+    }
+
+    /// Sends the next piece of `file` with `sendfile` once the socket can take it: the bytes
+    /// sent, `Ok(0)` when the rest must go through the body's frames (not plain TCP, or not in
+    /// the page cache, or done). A socket that stays full counts for `send_timeout`.
+    pub(super) fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        file: &mut FileStream,
+    ) -> Poll<io::Result<usize>> {
+        let Some(stream) = self.stream.as_ref() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let Some(tcp) = (&stream.inner as &dyn Any).downcast_ref::<TcpStream>() else {
+            return Poll::Ready(Ok(0));
+        };
+        loop {
+            let ready = tcp.poll_write_ready(cx);
+            stream.state.note_write(&ready);
+            ready!(ready)?;
+            match tcp.try_io(Interest::WRITABLE, || file.send_to(tcp.as_fd())) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
     }
 
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,10 @@ use tokio::task::JoinHandle;
 
 /// Bytes read from disk at a time.
 pub const CHUNK: usize = 64 * 1024;
+
+/// Most bytes one `sendfile` call is asked for: each piece's last byte is first checked to be
+/// in the page cache, so that the call cannot wait for the disk on the worker.
+const SEND_PIECE: usize = 256 * 1024;
 
 /// The rest of a byte range of a file, read chunk by chunk.
 #[derive(Debug)]
@@ -88,6 +93,42 @@ impl FileStream {
         };
         self.reading = None;
         self.hand_out(chunk)
+    }
+
+    /// Sends the next piece of the range straight from the page cache to `out` with
+    /// `sendfile` (no copy through Ringway's memory, as nginx's `sendfile on`): the bytes the
+    /// socket took, `Ok(0)` when the range is done or when the piece is not all in the page
+    /// cache (the rest then goes through [`FileStream::poll_chunk`], which reads from the disk
+    /// in the blocking pool). A full socket is `WouldBlock`.
+    pub fn send_to(&mut self, out: BorrowedFd<'_>) -> io::Result<usize> {
+        if self.left == 0 || self.failed || self.reading.is_some() {
+            return Ok(0);
+        }
+        let count = usize::try_from(self.left).unwrap_or(usize::MAX).min(SEND_PIECE);
+        // Page-cache readahead fills a file front to back: a cached last byte says the piece
+        // is cached, and a piece that is not is left to the reads that may wait.
+        let mut last = [0u8; 1];
+        if read_now(&self.file, self.offset + count as u64 - 1, &mut last)? != Some(1) {
+            return Ok(0);
+        }
+        let mut offset = self.offset;
+        let sent = loop {
+            match rustix::fs::sendfile(out, &*self.file, Some(&mut offset), count) {
+                Ok(n) => break n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if sent == 0 {
+            self.failed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was sent",
+            ));
+        }
+        self.offset += sent as u64;
+        self.left -= sent as u64;
+        Ok(sent)
     }
 
     fn hand_out(&mut self, chunk: Bytes) -> Poll<Option<io::Result<Bytes>>> {

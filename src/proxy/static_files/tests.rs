@@ -494,3 +494,62 @@ async fn a_file_streams_its_range_from_the_cache_or_the_disk() {
     assert_eq!(stream.remaining(), 10, "what was never sent");
     let _ = std::fs::remove_file(&path);
 }
+
+/// `sendfile` sends a range, from its offset, as far as the page cache holds it; what it leaves
+/// (a cold piece) is read through the chunks, and the two together are the range.
+#[tokio::test]
+async fn a_cached_range_is_sent_with_sendfile_and_a_cold_one_falls_back_to_reads() {
+    use std::future::poll_fn;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    use super::stream::FileStream;
+
+    let path = std::env::temp_dir().join(format!("ringway-sendfile-{}", std::process::id()));
+    let data: Vec<u8> = (0..700_000).map(|i| (i % 253) as u8).collect();
+    let mut f = std::fs::File::create(&path).expect("create");
+    f.write_all(&data).expect("write");
+    f.sync_all().expect("sync");
+    drop(f);
+    for (start, len, cold) in [
+        (0, data.len(), false),
+        (12_345, 400_000, false),
+        (3, 600_000, true),
+    ] {
+        let file = std::fs::File::open(&path).expect("open");
+        if cold {
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+        }
+        let (out, mut peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).expect("read");
+            got
+        });
+        let mut stream = FileStream::new(file, start as u64, len as u64);
+        let mut sendfile_bytes = 0;
+        loop {
+            match stream.send_to(out.as_fd()) {
+                Ok(0) => break,
+                Ok(n) => sendfile_bytes += n,
+                Err(e) => panic!("sendfile: {e}"),
+            }
+        }
+        let mut rest = Vec::new();
+        while let Some(chunk) = poll_fn(|cx| stream.poll_chunk(cx)).await {
+            rest.extend_from_slice(&chunk.expect("chunk"));
+        }
+        (&out).write_all(&rest).expect("write the rest");
+        drop(out);
+        let got = reader.join().expect("reader");
+        assert_eq!(stream.remaining(), 0);
+        assert!(
+            got == data[start..start + len],
+            "range {start}+{len}, cold {cold}"
+        );
+        if !cold {
+            assert_eq!(sendfile_bytes, len, "a cached range goes all by sendfile");
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
