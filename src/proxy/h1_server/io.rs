@@ -182,6 +182,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io<S> {
         (&stream.inner as &dyn Any).downcast_ref::<TcpStream>()
     }
 
+    /// Corks a plain TCP socket (`TCP_CORK`, nginx's `tcp_nopush`) while a file is sent with
+    /// `sendfile`, so that the head and the file leave in full segments, and uncorks it after.
+    pub(super) fn cork(&self, on: bool) {
+        if let Some(tcp) = self.plain_tcp() {
+            // Only a matter of segment sizes: a socket that refuses still sends everything.
+            let _ = socket2::SockRef::from(tcp).set_tcp_cork(on);
+        }
+    }
+
     /// Sends the next piece of `file` with `sendfile` once the socket can take it: the bytes
     /// sent, `Ok(0)` when the rest must go through the body's frames (not plain TCP, or not in
     /// the page cache, or done). A socket that stays full counts for `send_timeout`.

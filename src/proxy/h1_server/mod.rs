@@ -347,11 +347,16 @@ where
         && body.file_stream().is_some()
         && conn.borrow().plain_tcp().is_some()
     {
-        write_all(conn, &out).await?;
+        conn.borrow().cork(true);
+        let sent = async {
+            write_all(conn, &out).await?;
+            send_file(conn, &mut body).await
+        }
+        .await;
+        conn.borrow().cork(false);
         out.clear();
-        let sent = send_file(conn, &mut body).await?;
         if let Some(n) = &mut left {
-            *n = n.saturating_sub(sent);
+            *n = n.saturating_sub(sent?);
         }
     }
     let mut trailers_sent = false;
