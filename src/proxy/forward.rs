@@ -24,6 +24,9 @@ use http_body::Body as _;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
+use super::answers::{
+    bad_gateway, bad_path, bad_request, gateway_timeout, not_found, too_large, unavailable,
+};
 use super::body::{ResponseBody, Tally};
 use super::h1::{self, RequestFraming};
 use super::headers::{self, X_REQUEST_ID};
@@ -62,55 +65,6 @@ pub struct ConnCtx {
 #[derive(Default)]
 struct UpstreamInfo {
     server: Option<Arc<Server>>,
-}
-
-/// Seconds a client is asked to wait when no server is available.
-const RETRY_AFTER_SECS: &str = "5";
-
-/// A short answer from Ringway itself.
-pub fn local_response(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
-    let mut r = Response::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
-    }
-    r
-}
-
-pub(super) fn bad_request() -> Response<ResponseBody> {
-    let mut r = local_response(StatusCode::BAD_REQUEST, "400 Bad Request\n");
-    // A request whose framing we refused leaves the connection in an unknown state.
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
-fn not_found() -> Response<ResponseBody> {
-    local_response(StatusCode::NOT_FOUND, "404 Not Found\n")
-}
-
-pub(super) fn bad_gateway() -> Response<ResponseBody> {
-    local_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
-}
-
-pub(super) fn gateway_timeout() -> Response<ResponseBody> {
-    local_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
-}
-
-pub(super) fn unavailable() -> Response<ResponseBody> {
-    local_response(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n")
-}
-
-pub(super) fn too_large() -> Response<ResponseBody> {
-    let mut r = local_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Content Too Large\n");
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    r
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute form) or `Host`.
@@ -370,12 +324,6 @@ fn decide<'a>(
             strip: strip.as_deref(),
         },
     }
-}
-
-/// The answer to a path that cannot be normalised or that its route refuses: the request's
-/// framing was sound, so the connection stays open.
-fn bad_path() -> Response<ResponseBody> {
-    local_response(StatusCode::BAD_REQUEST, "400 Bad Request\n")
 }
 
 /// Answers every request of a `redirect_https` listener. The path goes as received: it is not

@@ -4,6 +4,7 @@
 //! snapshot and asks the pure core (`route`, `balance`) for decisions; never decides them itself.
 
 pub mod access_log;
+pub mod answers;
 pub mod body;
 pub mod client_addr;
 pub mod clock;

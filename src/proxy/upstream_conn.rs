@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use http::{Response, StatusCode};
 
+use super::answers::bad_gateway;
 use super::body::{Exchange, ResponseBody};
-use super::forward::bad_gateway;
 use super::h1;
 use super::state::{Pool, Server};
 use super::upstream::{self, Conn, ConnectError, Upload, UpstreamBody};

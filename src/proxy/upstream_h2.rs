@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
+use super::answers;
 use super::body::ResponseBody;
 use super::forward::{self, ConnCtx, Failure};
 use super::headers;
@@ -435,7 +436,7 @@ pub async fn forward(
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!("request not valid for HTTP/2: {e}");
-                    return forward::bad_request();
+                    return answers::bad_request();
                 }
             };
             let sent_at = Instant::now();
@@ -447,11 +448,11 @@ pub async fn forward(
                     server.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     crate::health::upstream_failed(pool, &server, &"response timed out");
                     *answered_by = Some(server.clone());
-                    return forward::gateway_timeout();
+                    return answers::gateway_timeout();
                 }
                 Ok(Err(mut e)) => {
                     if too_large.get() {
-                        return forward::too_large();
+                        return answers::too_large();
                     }
                     if let Some(back) = e.take_message() {
                         // Never left: the body is intact and may go anywhere.
@@ -482,9 +483,9 @@ pub async fn forward(
         return response(resp, slot, guard);
     }
     match failure {
-        None => forward::unavailable(),
-        Some(Failure::ConnectTimeout) => forward::gateway_timeout(),
-        Some(Failure::Connect | Failure::Reset) => forward::bad_gateway(),
+        None => answers::unavailable(),
+        Some(Failure::ConnectTimeout) => answers::gateway_timeout(),
+        Some(Failure::Connect | Failure::Reset) => answers::bad_gateway(),
     }
 }
 

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use super::answers::local_response;
 use super::body::ResponseBody;
-use super::forward::local_response;
 use conditional::{Answer, Conditions};
 use open::{Lookup, Opened, Wait};
 
