@@ -100,6 +100,7 @@ pub fn empty_config() -> Config {
         listeners: Vec::new(),
         routes: Vec::new(),
         pools: Vec::new(),
+        cluster: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! Reads the configuration file, anchors its relative paths at the file's directory, and checks
 //! on disk every file and directory it names.
 //!
-//! Owns: the filesystem side of loading (the parse and validation stay pure in `parse`). Every
-//! command that runs a configuration (`run`, `check`, a reload) loads it through [`load`], so
-//! `check` refuses exactly what `run` would. Must not touch: sockets or the environment.
+//! Owns: the filesystem side of loading (the parse and validation stay pure in `parse`), and
+//! handing the process environment to `${NAME}` in addresses. Every command that runs a
+//! configuration (`run`, `check`, a reload) loads it through [`load`], and a published
+//! configuration through [`load_text`], so `check` refuses exactly what `run` would. Must not
+//! touch: sockets, or the environment beyond `${NAME}`.
 
 use std::path::{Path, PathBuf};
 
@@ -25,8 +27,21 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 /// [`load`], also returning the warnings (a certificate that expires within
 /// [`super::tls_check::EXPIRY_WARNING_DAYS`] days), each at its key's line and column.
 pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
-    let (config, paths) = read_located(path)?;
-    let file = path.display().to_string();
+    let source = read_source(path)?;
+    load_text(&source, &path.display().to_string(), base_of(path))
+}
+
+/// [`load_with_warnings`] for configuration text that did not come from a file (a published
+/// configuration): errors name `file_name`, relative paths are anchored at `base` (the
+/// directory they are relative to) and checked on disk there, `${NAME}` is taken from the
+/// process environment.
+pub fn load_text(
+    source: &str,
+    file_name: &str,
+    base: &Path,
+) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
+    let (config, paths) = parse_anchored(source, file_name, base)?;
+    let file = file_name.to_string();
     let at = |p: &LocatedPath, message: String| ConfigError {
         file: file.clone(),
         line: p.line,
@@ -45,7 +60,7 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigError>), Vec
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    for (pair, cert_at, key_at) in tls_pairs(&config, &paths) {
+    for (pair, cert_at, key_at) in tls_pairs(&config, &paths).into_iter().chain(cluster_pair(&config, &paths)) {
         // A file already reported as missing or unreadable is not reported twice.
         if unusable[cert_at] || unusable[key_at] {
             continue;
@@ -93,25 +108,53 @@ fn tls_pairs<'a>(config: &'a Config, paths: &[LocatedPath]) -> Vec<(&'a CertPair
         .collect()
 }
 
+/// The client certificate pair of `[cluster]` with the indices in `paths` of its `cert` and
+/// `key` keys: judged as a listener's pair is (readable PEM, valid now, the key the
+/// certificate's own), since the etcd client would fail on it later.
+fn cluster_pair<'a>(config: &'a Config, paths: &[LocatedPath]) -> Option<(&'a CertPair, usize, usize)> {
+    let pair = config.cluster.as_ref()?.tls.as_ref()?.client.as_ref()?;
+    let cert = paths.iter().position(|p| p.kind == PathKind::ClusterCert)?;
+    let key = paths.iter().position(|p| p.kind == PathKind::ClusterKey)?;
+    Some((pair, cert, key))
+}
+
 /// Like [`load`] without looking at the files the configuration names: for commands that only
 /// read it (`ringway ring`, `ringway reload`), possibly on another machine than the one it runs on.
 pub fn read(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    read_located(path).map(|(config, _)| config)
+    let source = read_source(path)?;
+    parse_anchored(&source, &path.display().to_string(), base_of(path)).map(|(config, _)| config)
 }
 
-fn read_located(path: &Path) -> Result<(Config, Vec<LocatedPath>), Vec<ConfigError>> {
-    let file = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| {
+fn read_source(path: &Path) -> Result<String, Vec<ConfigError>> {
+    std::fs::read_to_string(path).map_err(|e| {
         vec![ConfigError {
-            file: file.clone(),
+            file: path.display().to_string(),
             line: 0,
             col: 0,
             message: format!("cannot read the configuration file: {e}"),
         }]
-    })?;
-    let (mut config, mut paths) = parse_located(&source, &file)?;
-    // `Path::parent` of "ringway.toml" is "", which joins as the current directory: correct.
-    let base = path.parent().unwrap_or(Path::new(""));
+    })
+}
+
+/// The directory relative paths of the file at `path` are relative to. `Path::parent` of
+/// "ringway.toml" is "", which joins as the current directory: correct.
+fn base_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// The value of the process environment's variable `name`, for `${NAME}`; one that is not
+/// valid Unicode cannot be part of an address and counts as not set.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parses `source` with the process environment and anchors every relative path at `base`.
+fn parse_anchored(
+    source: &str,
+    file_name: &str,
+    base: &Path,
+) -> Result<(Config, Vec<LocatedPath>), Vec<ConfigError>> {
+    let (mut config, mut paths) = parse_located(source, file_name, &process_env)?;
     anchor_paths(&mut config, base);
     for p in &mut paths {
         anchor(&mut p.path, base);
@@ -148,6 +191,20 @@ fn anchor_paths(config: &mut Config, base: &Path) {
         }
         if let Some(page) = r.maintenance.as_mut().and_then(|m| m.page.as_mut()) {
             anchor(page, base);
+        }
+    }
+    if let Some(c) = &mut config.cluster {
+        if let Some(cache) = &mut c.cache {
+            anchor(cache, base);
+        }
+        if let Some(tls) = &mut c.tls {
+            if let Some(ca) = &mut tls.ca {
+                anchor(ca, base);
+            }
+            if let Some(pair) = &mut tls.client {
+                anchor(&mut pair.cert, base);
+                anchor(&mut pair.key, base);
+            }
         }
     }
 }
@@ -198,6 +255,9 @@ fn check_path(kind: PathKind, path: &Path) -> Result<(), String> {
         PathKind::TlsCert => readable_file(path, "certificate"),
         PathKind::TlsKey => readable_file(path, "private key"),
         PathKind::TlsCa => readable_file(path, "CA certificate file"),
+        PathKind::ClusterCa => readable_file(path, "etcd CA certificate file"),
+        PathKind::ClusterCert => readable_file(path, "etcd client certificate"),
+        PathKind::ClusterKey => readable_file(path, "etcd client private key"),
     }
 }
 

@@ -1,14 +1,18 @@
 //! Ringway's configuration: the TOML format, its validation, and the validated model.
 //!
 //! Owns: reading the configuration file, turning its text into a [`Config`] with every default
-//! filled in, and reporting every error with `file:line:col`. [`parse`] is pure; [`load`] (the
-//! adapter) reads the file and checks on disk the files and directories it names. Must not: open
-//! sockets, resolve names, read the environment or the clock — those belong to the runtime,
-//! which calls [`check_admin_token`] once it knows whether the admin token is set.
+//! filled in, and reporting every error with `file:line:col`. [`parse`] is pure (the variables
+//! that `${NAME}` in addresses expands to are handed in as data, [`parse_with_vars`]); [`load`]
+//! and [`load_text`] (the adapter) read the file, pass the process environment for `${NAME}`
+//! and check on disk the files and directories it names. Must not: open sockets, resolve names,
+//! read the environment beyond `${NAME}` or the clock beyond certificate validity — those belong
+//! to the runtime, which calls [`check_admin_token`] once it knows whether the admin token is
+//! set and reads the etcd password of `[cluster]`.
 
 pub mod model;
 pub use model::*;
 
+mod cluster;
 mod discover;
 mod listener;
 mod load;
@@ -24,7 +28,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use load::{load, load_with_warnings, read};
+pub use load::{load, load_text, load_with_warnings, read};
 pub use route::derived_name as route_name;
 pub use summary::summary;
 pub use validate::conflicts as binds_conflict;
@@ -53,12 +57,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Looks up the variable NAME of `${NAME}` in a listener's `bind` or `[admin] listen`: its value,
+/// or `None` when it is not set. [`load`] passes the process environment; tests pass a table.
+pub type Vars = dyn Fn(&str) -> Option<String>;
+
 /// Parses and validates configuration text; returns every error found, in file order.
 ///
 /// Pure: no file, network or environment access. Relative paths are left as written;
-/// [`load`] makes them relative to the configuration file.
+/// [`load`] makes them relative to the configuration file. No variable is set: a `${NAME}` is
+/// an error (see [`parse_with_vars`]).
 pub fn parse(source: &str, file_name: &str) -> Result<Config, Vec<ConfigError>> {
-    parse_located(source, file_name).map(|(config, _)| config)
+    parse_with_vars(source, file_name, &|_| None)
+}
+
+/// [`parse`], with `${NAME}` in listener `bind` and `[admin] listen` values replaced by
+/// `vars(NAME)` (an unset variable is an error at the value).
+pub fn parse_with_vars(source: &str, file_name: &str, vars: &Vars) -> Result<Config, Vec<ConfigError>> {
+    parse_located(source, file_name, vars).map(|(config, _)| config)
 }
 
 /// A file or directory the configuration names, with where its key is written.
@@ -74,13 +89,15 @@ pub(crate) struct LocatedPath {
     pub(crate) col: usize,
 }
 
-/// [`parse`], also returning every path the configuration names (for [`load`] to check).
+/// [`parse_with_vars`], also returning every path the configuration names (for [`load`] to
+/// check).
 pub(crate) fn parse_located(
     source: &str,
     file_name: &str,
+    vars: &Vars,
 ) -> Result<(Config, Vec<LocatedPath>), Vec<ConfigError>> {
     let index = LineIndex::new(source);
-    match parse::parse(source) {
+    match parse::parse(source, vars) {
         Ok((config, paths)) => {
             let paths = paths
                 .into_iter()

@@ -3,7 +3,7 @@
 //! Built by [`super::parse`] from TOML; read by the runtime. Nothing here does I/O.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The whole validated configuration.
@@ -23,6 +23,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Pools, in file order.
     pub pools: Vec<PoolConfig>,
+    /// `[cluster]`: cluster mode through etcd; `None` (no section) runs standalone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Number of threads serving traffic.
@@ -41,6 +43,61 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Environment variable holding the bearer token for mutating calls.
     pub token_env: String,
+}
+
+/// `[cluster]`: where this instance finds its fleet's shared state in etcd.
+///
+/// Instance-local: the runtime always takes it from the instance's own file, never from a
+/// published config, and only a restart applies a change of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// etcd endpoints, at least one: `http://host:port` or `https://host:port`, the scheme in
+    /// lower case, no trailing slash.
+    pub etcd: Vec<String>,
+    /// Every key of the fleet lives under it: starts with `/`, no trailing `/`, segments of
+    /// `[A-Za-z0-9._-]`.
+    pub prefix: String,
+    /// This instance's name; `None`: the host name, known at run time (see
+    /// [`ClusterConfig::instance_name`]).
+    pub name: Option<String>,
+    /// The cache file as written (made relative to the config file's directory by `load`);
+    /// `None`: the default of [`ClusterConfig::cache_file`].
+    pub cache: Option<PathBuf>,
+    /// The bound of every etcd call (default 2s, 100ms..=60s).
+    pub timeout: Duration,
+    /// A CA and/or client certificate for TLS to etcd; `None`: `https://` endpoints are
+    /// verified against the system's roots. When set, every endpoint is `https://`.
+    pub tls: Option<ClusterTls>,
+    /// etcd user to authenticate as; `None`: no authentication.
+    pub user: Option<String>,
+    /// Environment variable holding `user`'s password: set exactly when `user` is (default
+    /// `RINGWAY_ETCD_PASSWORD`); read by the runtime, not by the parser.
+    pub password_env: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The instance's name: `name`, or `host_name` when none is written.
+    pub fn instance_name<'a>(&'a self, host_name: &'a str) -> &'a str {
+        self.name.as_deref().unwrap_or(host_name)
+    }
+
+    /// The cache file: `cache`, or `{name}.cluster-cache.json` in `config_dir` (the directory of
+    /// the instance's own configuration file), `name` being [`ClusterConfig::instance_name`].
+    pub fn cache_file(&self, name: &str, config_dir: &Path) -> PathBuf {
+        match &self.cache {
+            Some(p) => p.clone(),
+            None => config_dir.join(format!("{name}.cluster-cache.json")),
+        }
+    }
+}
+
+/// `ca`, `cert` and `key` of `[cluster]`: TLS to etcd (paths relative to the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    /// PEM file of the CA(s) that sign etcd's certificates; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, when etcd asks for one (`cert` and `key` come together).
+    pub client: Option<CertPair>,
 }
 
 /// `[log]`.

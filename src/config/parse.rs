@@ -1,7 +1,7 @@
 //! Builds a [`Config`] from TOML text, section by section, collecting every error.
 //!
-//! This file reads the top level, `[admin]` and `[log]`, and hands `[[listener]]`, `[[route]]`
-//! and `[pool.NAME]` to their modules. Each section parser reads its keys through
+//! This file reads the top level, `[admin]` and `[log]`, and hands `[[listener]]`, `[[route]]`,
+//! `[pool.NAME]` and `[cluster]` to their modules. Each section parser reads its keys through
 //! [`walk`](super::walk), fills defaults, and records what cross-checks need (names, addresses,
 //! positions) in [`Facts`]; `validate.rs` runs those checks once the whole file has been read.
 
@@ -15,14 +15,15 @@ use super::model::*;
 use super::validate::{self, Facts, PathFact, PathKind};
 use super::values;
 use super::walk::{Ctx, Field, Tbl, is_str};
-use super::{listener, pool, route};
+use super::{Vars, cluster, listener, pool, route};
 
 /// A configuration and the paths it names.
 pub(crate) type Parsed = (Config, Vec<PathFact>);
 
 /// Parses and validates; errors are `(byte offset, message)` sorted by offset. Beside the
 /// configuration, every path it names with the offset of its key (for the loader's checks).
-pub(crate) fn parse(source: &str) -> Result<Parsed, Vec<(usize, String)>> {
+/// `${NAME}` in addresses is looked up in `vars`.
+pub(crate) fn parse(source: &str, vars: &Vars) -> Result<Parsed, Vec<(usize, String)>> {
     let doc = match Document::parse(source) {
         Ok(d) => d,
         Err(e) => {
@@ -30,7 +31,7 @@ pub(crate) fn parse(source: &str) -> Result<Parsed, Vec<(usize, String)>> {
             return Err(vec![(at, format!("TOML syntax error: {}", e.message()))]);
         }
     };
-    let mut cx = Ctx::default();
+    let mut cx = Ctx::new(vars);
     let mut facts = Facts::default();
     let root = Tbl::new(doc.as_table(), 0, "the top level".to_string());
     let config = parse_root(&mut cx, &mut facts, &root);
@@ -54,6 +55,7 @@ const ROOT_KEYS: &[&str] = &[
     "listener",
     "route",
     "pool",
+    "cluster",
 ];
 
 /// `[admin].listen` when not written.
@@ -88,6 +90,13 @@ fn parse_root(cx: &mut Ctx, facts: &mut Facts, root: &Tbl<'_>) -> Option<Config>
             format: AccessLogFormat::Combined,
         }),
         Some(f) => cx.table(f, "[log]".into()).and_then(|t| parse_log(cx, facts, &t)),
+    };
+    let cluster = match root.get("cluster") {
+        None => Some(None),
+        Some(f) => cx
+            .table(f, "[cluster]".into())
+            .and_then(|t| cluster::parse_cluster(cx, facts, &t))
+            .map(Some),
     };
 
     // Pools first, so that routes can be checked against every pool name, valid or not.
@@ -157,6 +166,7 @@ fn parse_root(cx: &mut Ctx, facts: &mut Facts, root: &Tbl<'_>) -> Option<Config>
         listeners: listeners.into_iter().collect::<Option<_>>()?,
         routes: routes.into_iter().collect::<Option<_>>()?,
         pools: pools.into_iter().collect::<Option<_>>()?,
+        cluster: cluster?,
     })
 }
 
@@ -195,9 +205,7 @@ fn parse_admin(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<AdminConf
         None => Some("RINGWAY_ADMIN_TOKEN".to_string()),
         Some(f) => {
             let s = cx.str(f)?;
-            let valid = s.chars().next().is_some_and(|c| !c.is_ascii_digit())
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if valid {
+            if values::is_env_name(s) {
                 Some(s.to_string())
             } else {
                 cx.err(
@@ -256,13 +264,27 @@ fn parse_log(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<LogConfig> 
     })
 }
 
-/// An `IP:port` address to listen on.
+/// An `IP:port` address to listen on, after `${NAME}` is replaced by the variable NAME (so
+/// that one published configuration serves instances that listen on different ports).
 pub(crate) fn socket_addr(cx: &mut Ctx, f: Field<'_>) -> Option<SocketAddr> {
-    let s = cx.str(f)?;
-    match values::listen_addr(s) {
-        Ok(a) => Some(a),
+    let written = cx.str(f)?;
+    let s = match values::expand_vars(written, cx.vars) {
+        Ok(s) => s,
         Err(e) => {
             cx.err(f.at, format!("`{}`: {e}", f.key));
+            return None;
+        }
+    };
+    match values::listen_addr(&s) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            // The operator wrote the variable, not its value: show both.
+            let from = if s == written {
+                String::new()
+            } else {
+                format!(" (from \"{written}\")")
+            };
+            cx.err(f.at, format!("`{}`: {e}{from}", f.key));
             None
         }
     }

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use super::model::*;
 
-/// "OK — 2 listeners, 3 routes, 2 pools, 5 servers" and one line per listener, route and pool.
+/// "OK — 2 listeners, 3 routes, 2 pools, 5 servers", a line on cluster mode when `[cluster]` is
+/// set, and one line per listener, route and pool.
 ///
 /// The file name is not part of [`Config`], so the caller prefixes it:
 /// `println!("{}: {}", path.display(), summary(&config))` gives
@@ -18,6 +19,9 @@ pub fn summary(config: &Config) -> String {
         count(config.pools.len(), "pool"),
         count(servers, "server"),
     );
+    if let Some(c) = &config.cluster {
+        let _ = write!(out, "\n  {}", cluster(c));
+    }
     let width = config
         .listeners
         .iter()
@@ -123,6 +127,27 @@ pub fn summary(config: &Config) -> String {
         let _ = write!(out, "\n  pool     {:width$}  {line}", p.name);
     }
     out
+}
+
+/// "cluster: 3 etcd endpoints, prefix /ringway/prod, name edge-1" and how it connects.
+fn cluster(c: &ClusterConfig) -> String {
+    let mut line = format!(
+        "cluster: {}, prefix {}, name {}",
+        count(c.etcd.len(), "etcd endpoint"),
+        c.prefix,
+        c.name.as_deref().unwrap_or("(the host name)")
+    );
+    if c.etcd.iter().any(|e| e.starts_with("https://")) {
+        line.push_str(", TLS");
+        if c.tls.as_ref().is_some_and(|t| t.client.is_some()) {
+            line.push_str(" with a client certificate");
+        }
+    }
+    if let Some(user) = &c.user {
+        let _ = write!(line, ", user {user}");
+    }
+    let _ = write!(line, ", timeout {}", humantime::format_duration(c.timeout));
+    line
 }
 
 /// "1 route", "3 routes".

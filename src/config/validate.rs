@@ -41,6 +41,12 @@ pub(crate) enum PathKind {
     TlsKey,
     /// A pool's CA bundle for TLS to its servers: a readable PEM file of certificates.
     TlsCa,
+    /// `[cluster] ca`: the CA bundle that signs etcd's certificates, a readable file.
+    ClusterCa,
+    /// `[cluster] cert`: the client certificate chain for etcd, a readable file.
+    ClusterCert,
+    /// `[cluster] key`: the client certificate's private key, a readable file.
+    ClusterKey,
 }
 
 /// A path as written in the file, with the position of its key (byte offset).

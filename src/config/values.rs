@@ -292,6 +292,57 @@ pub(crate) fn is_valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
 }
 
+/// Whether `s` can name an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn is_env_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Replaces every `${NAME}` in `s` with the value `vars` gives for NAME, once (a value holding
+/// `${` is not expanded again); a `$` not followed by `{` stays as it is.
+///
+/// Errors: `${` without `}`, an empty or malformed name, and the variables that are not set
+/// (all of them, in one message).
+pub(crate) fn expand_vars(s: &str, vars: &super::Vars) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut unset: Vec<&str> = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("`${{` without a closing `}}` in \"{s}\""));
+        };
+        let name = &after[..end];
+        if name.is_empty() {
+            return Err(format!("`${{}}` in \"{s}\" names no variable; write `${{NAME}}`"));
+        }
+        if !is_env_name(name) {
+            return Err(format!(
+                "`${{{name}}}` in \"{s}\": a variable name is letters, digits and `_`, \
+                 not starting with a digit"
+            ));
+        }
+        match vars(name) {
+            Some(v) => out.push_str(&v),
+            None if unset.contains(&name) => {}
+            None => unset.push(name),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    match unset.as_slice() {
+        [] => Ok(out),
+        [one] => Err(format!(
+            "environment variable {one} is not set (`${{{one}}}` in \"{s}\")"
+        )),
+        many => Err(format!(
+            "environment variables {} are not set (in \"{s}\")",
+            many.join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,13 @@ use toml_edit::{Item, TableLike, Value};
 
 use super::values;
 
-/// Errors collected so far, each at a byte offset into the source.
-#[derive(Default)]
-pub(crate) struct Ctx {
+/// Errors collected so far, each at a byte offset into the source, and the variables that
+/// `${NAME}` in addresses expands to.
+pub(crate) struct Ctx<'v> {
     /// `(byte offset, message)`, in the order found; sorted by offset at the end.
     pub(crate) errors: Vec<(usize, String)>,
+    /// Looks up `${NAME}` (see [`super::Vars`]); handed in by the caller, so parsing stays pure.
+    pub(crate) vars: &'v super::Vars,
 }
 
 /// A node of the document: a top-level item or a value nested in an array or inline table.
@@ -132,7 +134,15 @@ impl<'a> Tbl<'a> {
     }
 }
 
-impl Ctx {
+impl<'v> Ctx<'v> {
+    /// No errors yet; `${NAME}` looked up in `vars`.
+    pub(crate) fn new(vars: &'v super::Vars) -> Self {
+        Ctx {
+            errors: Vec::new(),
+            vars,
+        }
+    }
+
     /// Records an error at byte offset `at`.
     pub(crate) fn err(&mut self, at: usize, msg: impl Into<String>) {
         self.errors.push((at, msg.into()));

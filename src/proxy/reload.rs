@@ -23,7 +23,7 @@ use super::listeners::{self, Batch, Bound, Change, ListenerAddr, ListenerChanges
 use super::server::Engine;
 use super::state::Snapshot;
 use super::tls::ServerTls;
-use crate::config::{Config, ListenerConfig, Workers};
+use crate::config::{ClusterConfig, Config, ListenerConfig, Workers};
 
 /// How long a reload waits for the workers to confirm their listener changes.
 const WORKER_CONFIRM: Duration = Duration::from_secs(5);
@@ -344,12 +344,14 @@ fn prepare_tls(running: &[LiveListener], plan: &listeners::Plan) -> Result<TlsPl
 }
 
 /// The settings only a restart applies, as the engine started with them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RestartOnly {
     /// `[admin] listen`: the admin interface binds it once, at start.
     admin_listen: SocketAddr,
     /// `workers`: the worker threads are started once.
     workers: Workers,
+    /// `[cluster]`: the etcd client, watch and registration are set up once, at start.
+    cluster: Option<ClusterConfig>,
 }
 
 impl RestartOnly {
@@ -357,6 +359,7 @@ impl RestartOnly {
         RestartOnly {
             admin_listen: config.admin.listen,
             workers: config.workers,
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -379,6 +382,9 @@ impl RestartOnly {
                 says(self.workers),
                 says(new.workers)
             ));
+        }
+        if self.cluster != new.cluster {
+            notes.push("[cluster] changes need a restart".to_string());
         }
         notes
     }
@@ -403,5 +409,47 @@ fn log_outcome(source: &str, outcome: &Result<ReloadSummary, Vec<String>>) {
                 tracing::error!("reload ({source}) refused: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(prefix: &str) -> ClusterConfig {
+        ClusterConfig {
+            etcd: vec!["http://127.0.0.1:2379".to_string()],
+            prefix: prefix.to_string(),
+            name: Some("edge-1".to_string()),
+            cache: None,
+            timeout: Duration::from_secs(2),
+            tls: None,
+            user: None,
+            password_env: None,
+        }
+    }
+
+    #[test]
+    fn cluster_changes_need_a_restart() {
+        let standalone = crate::cli::empty_config();
+        let mut clustered = standalone.clone();
+        clustered.cluster = Some(cluster("/ringway/prod"));
+        let note = vec!["[cluster] changes need a restart".to_string()];
+
+        // Added, removed and changed are each noted; an unchanged section is not.
+        assert_eq!(RestartOnly::of(&standalone).unapplied(&clustered), note);
+        assert_eq!(RestartOnly::of(&clustered).unapplied(&standalone), note);
+        let mut moved = clustered.clone();
+        moved.cluster = Some(cluster("/ringway/staging"));
+        assert_eq!(RestartOnly::of(&clustered).unapplied(&moved), note);
+        assert!(RestartOnly::of(&clustered).unapplied(&clustered).is_empty());
+        assert!(RestartOnly::of(&standalone).unapplied(&standalone).is_empty());
+
+        // Beside the other restart-only settings, each with its own note.
+        moved.workers = Workers::Fixed(3);
+        let notes = RestartOnly::of(&clustered).unapplied(&moved);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("`workers` changed from \"auto\" to 3"), "{notes:?}");
+        assert_eq!(notes[1], note[0]);
     }
 }
