@@ -1,4 +1,4 @@
-//! The `ringway` command: run, check, demo, proxy, ring, reload.
+//! The `ringway` command: run, check, publish, demo, proxy, ring, reload.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +62,13 @@ enum Command {
         /// The PEM private key of --cert.
         #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
+    },
+    /// Cluster mode: validate a configuration file as `check` does, then publish it to the
+    /// fleet through etcd (its `[cluster]` section names the endpoints and prefix).
+    Publish {
+        /// Configuration file.
+        #[arg(short, long, default_value = "ringway.toml")]
+        config: PathBuf,
     },
     /// Consistent-hash planner: routing tables and what moves when servers change.
     Ring(ringway::ring_cmd::RingArgs),
@@ -172,6 +179,7 @@ fn main() -> ExitCode {
             )
         }
         Command::Demo { port, admin_port } => ringway::cli::demo(port, admin_port),
+        Command::Publish { config } => ringway::cluster::publish::run(&config),
         Command::Ring(args) => ringway::ring_cmd::run(&args, &ringway::cli::pool_source),
         Command::Reload { admin, config } => ringway::cli::send_reload(admin.as_deref(), config.as_deref()),
     }
@@ -207,6 +215,22 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         .filter(|l| l.tls.is_some())
         .map(|l| l.name.clone())
         .collect();
+    // Cluster mode chooses the config to start with: the fleet's, the cache's or the file's.
+    let boot = match (&config.cluster, &config_path) {
+        (Some(cluster), Some(path)) => {
+            let booted = ringway::cluster::Settings::of(cluster, path, &ringway::admin::hostname())
+                .and_then(|settings| ringway::cluster::boot(settings, config.clone(), path));
+            match booted {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("ringway: cannot start cluster mode: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
+    let config = boot.as_ref().map_or(config, |b| b.config.clone());
     let engine = match Engine::start(config, threads, config_path) {
         Ok(e) => e,
         Err(e) => {
@@ -219,6 +243,9 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         tracing::info!("listener `{name}` on {scheme}://{addr}");
     }
     let engine = std::sync::Arc::new(engine);
+    if let Some(boot) = boot {
+        boot.join(engine.clone());
+    }
     if admin && let Err(e) = ringway::admin::start(engine.clone()) {
         eprintln!("ringway: cannot start the admin interface: {e}");
         engine.shutdown();

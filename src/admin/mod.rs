@@ -10,6 +10,7 @@
 //! Must not touch: the request path, beyond the atomics and member swaps of `proxy::state`.
 
 pub mod client;
+mod fleet;
 mod http;
 mod metrics;
 mod mutations;
@@ -48,8 +49,13 @@ struct Admin {
     hostname: String,
 }
 
+/// A time as the API writes it (RFC 3339, UTC, milliseconds).
+pub fn rfc3339(t: SystemTime) -> String {
+    views::time(t)
+}
+
 /// This machine's host name (Linux), or `HOSTNAME`, or "localhost".
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
@@ -68,6 +74,7 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<SocketAddr> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let admin_engine = engine.clone();
     let admin = Arc::new(Admin {
         registry: metrics::registry(engine.clone()),
         sampler: Arc::new(Sampler::default()),
@@ -91,6 +98,9 @@ pub fn start(engine: Arc<Engine>) -> std::io::Result<SocketAddr> {
                 serve(listener, admin).await;
             });
         })?;
+    if let Some(cluster) = admin_engine.cluster.get() {
+        cluster.set_admin(bound);
+    }
     tracing::info!("admin interface on http://{bound}");
     Ok(bound)
 }

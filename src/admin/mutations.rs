@@ -15,8 +15,9 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::http::{ApiError, Resp, json_ok, read_json};
-use super::{Admin, views};
+use super::{Admin, fleet, views};
 use crate::balance::{MAX_WEIGHT, MIN_WEIGHT};
+use crate::cluster::keys::{Key, ServerValue};
 use crate::proxy::Engine;
 use crate::proxy::state::{AdminState, Health, Pool, Server, Snapshot, drain_then_remove, resolve};
 
@@ -84,6 +85,18 @@ fn check_state(s: &str) -> Result<AdminState, ApiError> {
     })
 }
 
+/// The pool and server a PATCH changes: both exist and the server is not on its way out.
+fn changeable(snapshot: &Snapshot, pool: &str, name: &str) -> Result<(Arc<Pool>, Arc<Server>), ApiError> {
+    let pool = find_pool(snapshot, pool)?;
+    let server = find_server(&pool, name)?;
+    if server.removing.load(Ordering::Relaxed) {
+        return Err(ApiError::conflict(format!(
+            "server `{name}` is being removed; it cannot be changed"
+        )));
+    }
+    Ok((pool, server))
+}
+
 /// PATCH: `state` and/or `weight`, both checked before either applies.
 pub async fn patch(req: Request<Incoming>, admin: &Admin, pool: &str, name: &str) -> Result<Resp, ApiError> {
     let body: Patch = read_json(req).await?;
@@ -95,15 +108,26 @@ pub async fn patch(req: Request<Incoming>, admin: &Admin, pool: &str, name: &str
         ));
     }
     let engine = &admin.engine;
-    let _changes = changes(engine);
-    let snapshot = engine.shared.snapshot.load();
-    let pool = find_pool(&snapshot, pool)?;
-    let server = find_server(&pool, name)?;
-    if server.removing.load(Ordering::Relaxed) {
-        return Err(ApiError::conflict(format!(
-            "server `{name}` is being removed; it cannot be changed"
-        )));
+    if let Some(cluster) = engine.cluster.get() {
+        let (pool, server) = changeable(&engine.shared.snapshot.load(), pool, name)?;
+        let key = Key::Server {
+            pool: pool.name.clone(),
+            server: name.to_string(),
+        };
+        let (current, expected) = cluster.current::<ServerValue>(&key);
+        let mut value = current.unwrap_or_default();
+        value.removed = false;
+        if let Some(state) = state {
+            value.state = Some(state.as_str().to_string());
+        }
+        if let Some(weight) = weight {
+            value.weight = Some(weight);
+        }
+        fleet::change(cluster, &key, &value, expected).await?;
+        return Ok(json_ok(StatusCode::OK, &views::server(&server, &admin.sampler)));
     }
+    let _changes = changes(engine);
+    let (pool, server) = changeable(&engine.shared.snapshot.load(), pool, name)?;
     if let Some(state) = state {
         let before = server.admin_state();
         server.set_admin_state(state);
@@ -155,26 +179,29 @@ pub async fn add(req: Request<Incoming>, admin: &Admin, pool_name: &str) -> Resu
         })?
         .map_err(ApiError::invalid)?;
     let engine = &admin.engine;
+    if let Some(cluster) = engine.cluster.get() {
+        let pool = find_pool(&engine.shared.snapshot.load(), pool_name)?;
+        unique(&pool, &name, &body.address, addr)?;
+        let key = Key::Server {
+            pool: pool_name.to_string(),
+            server: name.clone(),
+        };
+        let (_, expected) = cluster.current::<ServerValue>(&key);
+        let value = ServerValue {
+            address: Some(body.address.clone()),
+            weight: Some(weight),
+            ..ServerValue::default()
+        };
+        fleet::change(cluster, &key, &value, expected).await?;
+        let pool = find_pool(&engine.shared.snapshot.load(), pool_name)?;
+        let server = find_server(&pool, &name)?;
+        return Ok(created(pool_name, &server, admin));
+    }
     let _changes = changes(engine);
     let snapshot = engine.shared.snapshot.load();
     let pool = find_pool(&snapshot, pool_name)?;
+    unique(&pool, &name, &body.address, addr)?;
     let members = pool.members.load();
-    if let Some(s) = members.servers.iter().find(|s| s.name == name) {
-        return Err(ApiError::conflict(format!(
-            "pool `{pool_name}` already has a server named `{}` ({})",
-            s.name, s.address
-        )));
-    }
-    if let Some(s) = members
-        .servers
-        .iter()
-        .find(|s| s.address == body.address || s.addr == addr)
-    {
-        return Err(ApiError::conflict(format!(
-            "pool `{pool_name}` already has server `{}` at {} ({})",
-            s.name, s.address, s.addr
-        )));
-    }
     let health = if pool.settings.health.is_some() {
         Health::Checking
     } else {
@@ -190,11 +217,38 @@ pub async fn add(req: Request<Incoming>, admin: &Admin, pool_name: &str) -> Resu
         server.address,
         health.as_str()
     );
-    let mut resp = json_ok(StatusCode::CREATED, &views::server(&server, &admin.sampler));
-    if let Ok(v) = HeaderValue::from_str(&server_path(pool_name, &name)) {
+    Ok(created(pool_name, &server, admin))
+}
+
+/// A new server's name and address are not the pool's already.
+fn unique(pool: &Pool, name: &str, address: &str, addr: std::net::SocketAddr) -> Result<(), ApiError> {
+    let members = pool.members.load();
+    if let Some(s) = members.servers.iter().find(|s| s.name == name) {
+        return Err(ApiError::conflict(format!(
+            "pool `{}` already has a server named `{}` ({})",
+            pool.name, s.name, s.address
+        )));
+    }
+    if let Some(s) = members
+        .servers
+        .iter()
+        .find(|s| s.address == address || s.addr == addr)
+    {
+        return Err(ApiError::conflict(format!(
+            "pool `{}` already has server `{}` at {} ({})",
+            pool.name, s.name, s.address, s.addr
+        )));
+    }
+    Ok(())
+}
+
+/// 201 with the server and its `Location`.
+fn created(pool_name: &str, server: &Server, admin: &Admin) -> Resp {
+    let mut resp = json_ok(StatusCode::CREATED, &views::server(server, &admin.sampler));
+    if let Ok(v) = HeaderValue::from_str(&server_path(pool_name, &server.name)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(resp)
+    resp
 }
 
 /// The API path of a server, its names percent-encoded as path segments.
@@ -221,8 +275,38 @@ pub fn server_path(pool: &str, server: &str) -> String {
 
 /// DELETE: drains the server now, answers 202, and removes it from its pool once its last
 /// request has ended.
-pub fn delete(admin: &Admin, pool_name: &str, name: &str) -> Result<Resp, ApiError> {
+pub async fn delete(admin: &Admin, pool_name: &str, name: &str) -> Result<Resp, ApiError> {
     let engine = &admin.engine;
+    if let Some(cluster) = engine.cluster.get() {
+        let pool = find_pool(&engine.shared.snapshot.load(), pool_name)?;
+        let server = find_server(&pool, name)?;
+        let others = pool
+            .members
+            .load()
+            .servers
+            .iter()
+            .filter(|s| s.name != name && !s.removing.load(Ordering::Relaxed))
+            .count();
+        if others == 0 {
+            return Err(ApiError::conflict(format!(
+                "`{name}` is the last server of pool `{pool_name}`; in cluster mode a pool is never emptied"
+            )));
+        }
+        let key = Key::Server {
+            pool: pool_name.to_string(),
+            server: name.to_string(),
+        };
+        let (current, expected) = cluster.current::<ServerValue>(&key);
+        let value = ServerValue {
+            removed: true,
+            ..current.unwrap_or_default()
+        };
+        fleet::change(cluster, &key, &value, expected).await?;
+        return Ok(json_ok(
+            StatusCode::ACCEPTED,
+            &views::server(&server, &admin.sampler),
+        ));
+    }
     let _changes = changes(engine);
     let snapshot = engine.shared.snapshot.load();
     let pool = find_pool(&snapshot, pool_name)?;

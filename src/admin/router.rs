@@ -189,7 +189,7 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
         }
         Endpoint::Server(p, s) => match method {
             Method::PATCH => mutations::patch(req, admin, &p, &s).await,
-            Method::DELETE => mutations::delete(admin, &p, &s),
+            Method::DELETE => mutations::delete(admin, &p, &s).await,
             _ => {
                 let pool = mutations::find_pool(&engine.shared.snapshot.load(), &p)?;
                 let server = mutations::find_server(&pool, &s)?;
@@ -203,7 +203,9 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
         Endpoint::RingPlan(p) => ring::plan(req, admin, &p).await,
         Endpoint::Cluster => Ok(json_response(
             StatusCode::OK,
-            &json!({
+            &match engine.cluster.get() {
+                Some(c) => c.view(engine),
+                None => json!({
                 "mode": "standalone",
                 "instances": [{
                     "name": admin.hostname,
@@ -212,7 +214,8 @@ async fn dispatch(req: Request<Incoming>, admin: &Admin) -> Result<Resp, ApiErro
                     "started_at": views::time(admin.started_at),
                     "health": if engine.shared.shutting_down.load(Ordering::Relaxed) { "shutting_down" } else { "ok" },
                 }],
-            }),
+                }),
+            },
         )),
         // Another part of the work owns the reload answer; it runs on the admin thread.
         Endpoint::Reload => Ok(reload::answer(engine)),

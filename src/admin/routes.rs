@@ -12,22 +12,17 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use jiff::Timestamp;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Admin;
 use super::http::{ApiError, Resp, json_response, read_json};
 use super::views::duration;
+use super::{Admin, fleet};
+use crate::cluster::keys::Key;
 use crate::proxy::state::{Maintenance, Route, Snapshot, SwitchState};
 
-/// `PUT …/maintenance`: the whole switch, replacing the one before.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MaintenanceChange {
-    enabled: bool,
-    retry_after: Option<String>,
-    until: Option<String>,
-}
+/// `PUT …/maintenance`: the whole switch, replacing the one before (in cluster mode, also the
+/// value of the route's key in etcd).
+use crate::cluster::keys::MaintenanceValue as MaintenanceChange;
 
 /// A jiff instant as the API writes times (RFC 3339, UTC, milliseconds, like `views::time`).
 fn at(t: Timestamp) -> String {
@@ -137,6 +132,19 @@ fn switch_of(change: MaintenanceChange, now: Timestamp) -> Result<SwitchState, A
 pub async fn put(req: Request<Incoming>, admin: &Admin, name: &str) -> Result<Resp, ApiError> {
     let change: MaintenanceChange = read_json(req).await?;
     let shared = &admin.engine.shared;
+    if let Some(cluster) = admin.engine.cluster.get() {
+        // Checked here as standalone would, then written as asked: every instance parses it.
+        switch_of(change.clone(), shared.clock.now())?;
+        find(&shared.snapshot.load(), name)?;
+        let key = Key::Maintenance {
+            route: name.to_string(),
+        };
+        let (_, expected) = cluster.current::<MaintenanceChange>(&key);
+        fleet::change(cluster, &key, &change, expected).await?;
+        let snapshot = shared.snapshot.load();
+        let (route, m) = find(&snapshot, name)?;
+        return Ok(answer(route, m, shared.clock.now()));
+    }
     let _changes = shared.changes.lock().unwrap_or_else(PoisonError::into_inner);
     let snapshot = shared.snapshot.load();
     let (route, m) = find(&snapshot, name)?;

@@ -60,8 +60,17 @@ impl std::fmt::Display for ReloadSummary {
 
 impl Engine {
     /// Re-reads the configuration file and swaps it in (see [`Engine::reload`]); `source` says
-    /// who asked (`"SIGHUP"`, `"api"`) for the log.
+    /// who asked (`"SIGHUP"`, `"api"`) for the log. In cluster mode, the published config is
+    /// applied again if this instance runs one (`cluster::Cluster::reload`).
     pub fn reload_from_file(&self, source: &str) -> Result<ReloadSummary, Vec<String>> {
+        match self.cluster.get() {
+            Some(cluster) => cluster.reload(),
+            None => self.reload_local_file(source),
+        }
+    }
+
+    /// [`Engine::reload_from_file`] from the file itself, whatever the mode.
+    pub fn reload_local_file(&self, source: &str) -> Result<ReloadSummary, Vec<String>> {
         let config = match &self.config_path {
             None => Err(vec![
                 "this instance was not started from a configuration file".to_string(),
@@ -449,7 +458,10 @@ mod tests {
         moved.workers = Workers::Fixed(3);
         let notes = RestartOnly::of(&clustered).unapplied(&moved);
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].starts_with("`workers` changed from \"auto\" to 3"), "{notes:?}");
+        assert!(
+            notes[0].starts_with("`workers` changed from \"auto\" to 3"),
+            "{notes:?}"
+        );
         assert_eq!(notes[1], note[0]);
     }
 }

@@ -125,6 +125,8 @@ pub struct Engine {
     pub config_path: Option<std::path::PathBuf>,
     /// Reloads done and refused since start (`ringway_reloads_total{result}`).
     pub reloads: [AtomicU64; 2],
+    /// This instance's part of the fleet, in cluster mode.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -230,6 +232,7 @@ impl Engine {
             restart_only,
             config_path,
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            cluster: std::sync::OnceLock::new(),
             threads: std::sync::Mutex::new(handles),
         })
     }
