@@ -328,6 +328,8 @@ pub fn status(engine: &Engine, sampler: &Sampler, started_at: SystemTime) -> Val
         "listeners": listeners(engine),
         "routes": routes(&snapshot, sampler, engine.shared.clock.now()),
         "pools": pools(&snapshot, sampler, &engine.shared.discovery),
+        // The fleet in cluster mode (as GET /api/v1/cluster), for the status page.
+        "cluster": engine.cluster.get().map(|c| c.view(engine)),
     })
 }
 

@@ -105,6 +105,7 @@ function render(st) {
   if (isFinite(now) && isFinite(started)) meta.push('up ' + fmtAge(now - started));
   meta.push('updated ' + new Date(isFinite(now) ? now : Date.now()).toLocaleTimeString());
   setText(document.getElementById('meta'), meta.join(' · '));
+  renderFleet(st.cluster);
   renderListeners(st.listeners || []);
   renderRoutes(st.routes || [], now);
   renderPools(st.pools || [], now);
@@ -118,6 +119,35 @@ function renderListeners(list) {
       setText(tr.cells[1], l.bind);
       setText(tr.cells[2], num(l.open_connections, '—'));
     }, 'No listener.', 3);
+}
+
+// Cluster mode only: the instances of the fleet and the config revision each runs.
+function renderFleet(c) {
+  const section = document.getElementById('fleet');
+  section.hidden = !c;
+  if (!c) return;
+  const etcd = c.etcd || {};
+  const link = etcd.connected
+    ? 'etcd connected, revision ' + etcd.revision
+    : 'etcd unreachable since ' + (etcd.since || '?') + ' (' + (etcd.error || 'no answer') +
+      '): serving revision ' + etcd.revision;
+  setText(document.getElementById('fleet-etcd'), 'Prefix ' + c.prefix + ' · ' + link);
+  setClass(document.getElementById('fleet-etcd'), 'legend' + (etcd.connected ? '' : ' bad'));
+  syncRows(document.querySelector('#instances tbody'), c.instances || [], (i) => i.name,
+    () => h('tr', {}, h('th', { scope: 'row' }), h('td', { class: 'mono' }), h('td'),
+      h('td', { class: 'num' }), h('td'), h('td')),
+    (tr, i) => {
+      setText(tr.cells[0], i.name + (i.self ? ' (this one)' : ''));
+      setText(tr.cells[1], i.admin || '—');
+      const rev = i.config_revision == null ? 'its file' : 'revision ' + i.config_revision;
+      setText(tr.cells[2], rev + ' (' + i.config_source + ')' +
+        (i.config_error ? ' — not applied: ' + i.config_error : ''));
+      setClass(tr.cells[2], i.config_error ? 'bad' : '');
+      setText(tr.cells[3], num(i.revision_seen, '—'));
+      setText(tr.cells[4], i.health);
+      setClass(tr.cells[4], i.health === 'ok' ? '' : 'bad');
+      setText(tr.cells[5], i.started_at || '—');
+    }, 'No instance registered.', 6);
 }
 
 function renderRoutes(list, now) {

@@ -552,6 +552,11 @@ impl Proxy {
         }
     }
 
+    /// The engine, shared (for parts that keep it, such as cluster mode's applier).
+    pub fn engine_arc(&self) -> Arc<Engine> {
+        self.engine.clone().expect("engine running")
+    }
+
     /// The engine.
     pub fn engine(&self) -> &Engine {
         self.engine.as_ref().expect("engine running")
