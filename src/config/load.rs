@@ -60,7 +60,10 @@ pub fn load_text(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    for (pair, cert_at, key_at) in tls_pairs(&config, &paths).into_iter().chain(cluster_pair(&config, &paths)) {
+    for (pair, cert_at, key_at) in tls_pairs(&config, &paths)
+        .into_iter()
+        .chain(cluster_pair(&config, &paths))
+    {
         // A file already reported as missing or unreadable is not reported twice.
         if unusable[cert_at] || unusable[key_at] {
             continue;

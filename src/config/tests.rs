@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::*;
 
+/// `[cluster]`, `${NAME}` in addresses and `load_text`: their own file, with these helpers.
+mod cluster;
 /// `discover` tables: their own file, with the helpers of this one.
 mod discover;
 

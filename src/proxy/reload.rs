@@ -449,7 +449,10 @@ mod tests {
         moved.workers = Workers::Fixed(3);
         let notes = RestartOnly::of(&clustered).unapplied(&moved);
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].starts_with("`workers` changed from \"auto\" to 3"), "{notes:?}");
+        assert!(
+            notes[0].starts_with("`workers` changed from \"auto\" to 3"),
+            "{notes:?}"
+        );
         assert_eq!(notes[1], note[0]);
     }
 }
