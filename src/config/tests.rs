@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use super::*;
 
-/// `[cluster]`, `${NAME}` in addresses and `load_text`: their own file, with these helpers.
+/// `[cluster]` and `load_text`: their own file, with the helpers of this one.
 mod cluster;
 /// `discover` tables: their own file, with the helpers of this one.
 mod discover;
+/// `${NAME}` in addresses: their own file, with the helpers of this one.
+mod vars;
 
 /// The example of DESIGN.md section 4, verbatim.
 const DESIGN_EXAMPLE: &str = r#"shutdown_grace = "30s"
