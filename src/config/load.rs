@@ -19,7 +19,8 @@ use super::{ConfigError, LocatedPath, parse_located};
 /// Reads, parses and validates `path`; relative paths inside become relative to its directory;
 /// every file and directory it names is checked (log directory writable, `static_dir` a
 /// directory, maintenance page readable, TLS certificates and keys readable, valid now and
-/// matching), each error at the key's line and column.
+/// matching, the same of `[cluster]`'s `ca`, `cert` and `key`), each error at the key's line and
+/// column. `${NAME}` in addresses is taken from the process environment.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     load_with_warnings(path).map(|(config, _)| config)
 }

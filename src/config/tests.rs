@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use super::*;
 
+/// `[cluster]` and `load_text`: their own file, with the helpers of this one.
+mod cluster;
 /// `discover` tables: their own file, with the helpers of this one.
 mod discover;
+/// `${NAME}` in addresses: their own file, with the helpers of this one.
+mod vars;
 
 /// The example of DESIGN.md section 4, verbatim.
 const DESIGN_EXAMPLE: &str = r#"shutdown_grace = "30s"
@@ -1617,7 +1621,18 @@ fn documented_examples_parse() {
                 format!("{MINIMAL}[pool.fragment]\n{servers}{b}")
             }
         };
-        let es = errs(&src);
+        // The `${NAME}` example reads these variables.
+        let vars = |name: &str| match name {
+            "RW_WEB_PORT" => Some("8080".to_string()),
+            "RW_ADMIN_PORT" => Some("9090".to_string()),
+            _ => None,
+        };
+        let es: Vec<String> = parse_with_vars(&src, "t.toml", &vars)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert!(
             es.is_empty(),
             "documented example\n{b}\nfails:\n{}",
