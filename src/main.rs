@@ -230,8 +230,16 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         }
         _ => None,
     };
+    let mut boot = boot;
     let config = boot.as_ref().map_or(config, |b| b.config.clone());
-    let engine = match Engine::start(config, threads, config_path) {
+    let started = match Engine::start(config, threads, config_path.clone()) {
+        Err(e) => match boot.as_mut().and_then(|b| b.fall_back(&e.to_string())) {
+            Some(local) => Engine::start(local, threads, config_path),
+            None => Err(e),
+        },
+        ok => ok,
+    };
+    let engine = match started {
         Ok(e) => e,
         Err(e) => {
             eprintln!("ringway: cannot start: {e}");

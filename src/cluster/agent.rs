@@ -102,37 +102,42 @@ async fn resync(cluster: &Cluster) -> Result<(), String> {
 
 /// Marks etcd reachable or not, logging the change once.
 fn set_link(cluster: &Cluster, error: Option<String>) {
-    let mut shared = cluster.lock();
-    let revision = shared.mirror.revision;
-    match (&error, shared.link.connected) {
-        (None, false) => {
-            tracing::info!("cluster: etcd reachable again; catching up from revision {revision}");
-            // A config taken from the cache is the fleet's again once etcd answers: a newer
-            // one would come through the watch.
-            if let Some(a) = cluster
-                .applier
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_mut()
-                && a.status.source == super::apply::Source::Cache
-            {
-                a.status.source = super::apply::Source::Published;
-                cluster.changed.notify_one();
+    let back = {
+        let mut shared = cluster.lock();
+        let revision = shared.mirror.revision;
+        match (&error, shared.link.connected) {
+            (None, false) => {
+                tracing::info!("cluster: etcd reachable again; catching up from revision {revision}")
             }
+            (Some(e), true) => {
+                tracing::warn!("cluster: etcd unreachable: {e}; serving revision {revision} until it is back")
+            }
+            _ => {}
         }
-        (Some(e), true) => {
-            tracing::warn!("cluster: etcd unreachable: {e}; serving revision {revision} until it is back")
+        let back = error.is_none() && !shared.link.connected;
+        if shared.link.connected != error.is_none() {
+            shared.link = Link {
+                connected: error.is_none(),
+                since: SystemTime::now(),
+                error,
+            };
+        } else {
+            shared.link.error = error;
         }
-        _ => {}
-    }
-    if shared.link.connected != error.is_none() {
-        shared.link = Link {
-            connected: error.is_none(),
-            since: SystemTime::now(),
-            error,
-        };
-    } else {
-        shared.link.error = error;
+        back
+    };
+    // A config taken from the cache is the fleet's again once etcd answers: a newer one would
+    // come through the watch.
+    if back
+        && let Some(a) = cluster
+            .applier
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        && a.status.source == super::apply::Source::Cache
+    {
+        a.status.source = super::apply::Source::Published;
+        cluster.changed.notify_one();
     }
 }
 

@@ -291,6 +291,25 @@ pub fn boot(settings: Settings, local: Config, config_path: &Path) -> Result<Boo
 }
 
 impl Boot {
+    /// The instance's own file, when the config chosen cannot start (a listener it cannot
+    /// bind): the instance starts from it and says why in its registration.
+    pub fn fall_back(&mut self, why: &str) -> Option<Config> {
+        if self.config == self.local {
+            return None;
+        }
+        tracing::warn!("cluster: the fleet's config cannot start here ({why}); starting from the file");
+        self.config = self.local.clone();
+        self.status = ConfigStatus {
+            revision: None,
+            source: Source::File,
+            error: Some(match self.status.revision {
+                Some(r) => format!("revision {r}: {why}"),
+                None => why.to_string(),
+            }),
+        };
+        Some(self.config.clone())
+    }
+
     /// Joins the fleet with the started `engine`: the runtime changes apply on top of its
     /// config, then the watch and the registration run.
     pub fn join(self, engine: Arc<Engine>) -> Arc<Cluster> {
