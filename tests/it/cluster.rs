@@ -311,6 +311,35 @@ fn published_revision(stdout: &str) -> i64 {
         .unwrap_or_else(|| panic!("no `published FILE as revision N` in: {stdout}"))
 }
 
+/// A route `/new/` to a new pool `q` of server n1.
+fn new_route(n1: &Upstream) -> String {
+    format!(
+        r#"
+[[route]]
+name = "new"
+path = "/new/"
+pool = "q"
+
+[pool.q]
+servers = [{{ address = "{}", name = "n1" }}]
+"#,
+        n1.address()
+    )
+}
+
+/// Publishes `text` as `name` and checks the output; returns the revision.
+async fn publish_ok(fleet: &Fleet, name: &str, text: &str) -> i64 {
+    let file = fleet.write(name, text);
+    let (code, out, err) = fleet.publish(&file).await;
+    assert_eq!(code, Some(0), "ringway publish: stdout {out}; stderr {err}");
+    let rev = published_revision(&out);
+    assert!(
+        out.contains(&format!("published {} as revision {rev}", file.display())),
+        "publish says what it published: {out}"
+    );
+    rev
+}
+
 /// The harness alone: three members, one killed while the others take writes, started again
 /// and caught up; a relay that passes, refuses (closing open connections) and stalls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

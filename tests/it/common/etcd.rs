@@ -364,6 +364,21 @@ impl EtcdCluster {
         header_revision(&v)
     }
 
+    /// The index of the member that leads now.
+    pub async fn leader(&self) -> usize {
+        let v = self.etcdctl_json(&["endpoint", "status"]).await;
+        let statuses = v.as_array().unwrap_or_else(|| panic!("endpoint status: {v}"));
+        let endpoints = self.endpoints();
+        statuses
+            .iter()
+            .find(|s| {
+                let st = &s["Status"];
+                st["header"]["member_id"].as_u64().is_some() && st["header"]["member_id"] == st["leader"]
+            })
+            .and_then(|s| endpoints.iter().position(|e| s["Endpoint"] == e.as_str()))
+            .unwrap_or_else(|| panic!("no leader in {v}"))
+    }
+
     /// Compacts the history up to `revision`.
     pub async fn compact(&self, revision: i64) {
         let out = self.etcdctl(&["compact", &revision.to_string()]).await;

@@ -68,8 +68,15 @@ pub struct Instance {
 impl Instance {
     /// Starts `ringway run -c config` as `name`; returns once its admin interface answers.
     pub async fn start(name: &str, config: &Path) -> Instance {
+        let mut i = Instance::prepare(name, config);
+        i.spawn().await;
+        i
+    }
+
+    /// The instance with its ports chosen, not started yet ([`Instance::spawn`] starts it).
+    pub fn prepare(name: &str, config: &Path) -> Instance {
         let dir = config.parent().expect("config directory");
-        let mut i = Instance {
+        Instance {
             name: name.to_owned(),
             config: config.to_owned(),
             web_port: unique_port(),
@@ -78,9 +85,7 @@ impl Instance {
             log: dir.join(format!("{name}.stderr")),
             child: None,
             http: super::client(),
-        };
-        i.spawn().await;
-        i
+        }
     }
 
     /// The `RW_*` variables this instance runs with.
@@ -92,7 +97,9 @@ impl Instance {
         ]
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the process (after [`Instance::prepare`] or [`Instance::kill`]); returns once its
+    /// admin interface answers.
+    pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
