@@ -36,13 +36,23 @@ async fn published_config_is_applied_by_all_three() {
     bounded_for(CLUSTER_TEST, async {
         let fleet = Fleet::start().await;
         let n1 = Upstream::start("n1").await;
-        for inst in &fleet.inst {
+        for (i, inst) in fleet.inst.iter().enumerate() {
             let v = inst.cluster().await;
             assert_eq!(v["mode"], "cluster", "{v}");
             assert_eq!(v["name"], inst.name.as_str());
             assert_eq!(v["prefix"], fleet.prefix.as_str());
+            let endpoints: Vec<String> = fleet.relays[i].iter().map(|r| r.url()).collect();
+            assert_eq!(v["etcd"]["endpoints"], json!(endpoints), "{v}");
+            assert_eq!(v["etcd"]["connected"], true, "{v}");
             assert_eq!(v["config"]["source"], "file", "{}: {v}", inst.name);
             assert_eq!(v["config"]["revision"], Value::Null);
+            let list = v["instances"].as_array().expect("instances");
+            let mine: Vec<&Value> = list.iter().filter(|e| e["self"] == true).collect();
+            assert_eq!(mine.len(), 1, "one entry is this instance's own: {v}");
+            assert_eq!(mine[0]["name"], inst.name.as_str());
+            assert_eq!(mine[0]["admin"], format!("127.0.0.1:{}", inst.admin_port), "{v}");
+            assert_eq!(mine[0]["health"], "ok", "{v}");
+            assert_eq!(mine[0]["config_source"], "file", "{v}");
         }
         let mut conn = tokio::net::TcpStream::connect(fleet.b().web_addr())
             .await
@@ -163,7 +173,7 @@ async fn publish_refuses_broken_files_and_writes_nothing() {
         let file = fleet.write("no-cluster.toml", &no_cluster);
         let (code, out, err) = fleet.publish(&file).await;
         assert_eq!(code, Some(1), "publish without [cluster]: stdout {out}; stderr {err}");
-        assert!(err.contains("[cluster]"), "the message names [cluster]: {err}");
+        assert!(err.contains("cluster"), "the message names [cluster]: {err}");
         assert_eq!(fleet.etcd.get(&fleet.key("config")).await, Some(before.clone()));
 
         // etcd unreachable (A's relays, which A's file names, refuse).
