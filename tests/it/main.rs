@@ -10,6 +10,7 @@ mod bad_input;
 mod balancing;
 mod cli;
 mod client_abuse;
+mod cluster;
 mod cluster_apply;
 mod demo;
 mod discovery;

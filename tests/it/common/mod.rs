@@ -4,6 +4,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod etcd;
+pub mod fleet;
 pub mod logs;
 pub mod tls;
 pub mod upstream;
