@@ -12,6 +12,7 @@
 mod changes;
 mod outage;
 mod publish;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -159,7 +159,10 @@ async fn keys_apply_to_the_running_engine_and_bad_values_change_nothing() {
         }
         // Applied again (a config swap re-applies every key), still logged once.
         applier.reapply_runtime(&mirror.clone());
-        assert_eq!(logged(&["/rw-apply/servers/p/b at revision 15", "ignored"]).len(), 1);
+        assert_eq!(
+            logged(&["/rw-apply/servers/p/b at revision 15", "ignored"]).len(),
+            1
+        );
         let b_server = proxy.engine().shared.snapshot.load().pools["p"]
             .members
             .load()
