@@ -227,24 +227,27 @@ impl Applier {
         }
     }
 
-    /// `POST /api/v1/reload` and SIGHUP in cluster mode: the published config again if this
-    /// instance runs one (certificates re-read), else its file.
+    /// `POST /api/v1/reload` and SIGHUP in cluster mode: the published config again if there
+    /// is one (certificates re-read; one that could not apply before is tried again), else the
+    /// instance's file.
     pub fn reload(&mut self, mirror: &Mirror) -> Result<crate::proxy::ReloadSummary, Vec<String>> {
-        let published = mirror.kvs.get(&Key::Config.path(&self.prefix)).and_then(|e| {
-            parse_value::<Published>(&e.value)
-                .ok()
-                .map(|p| (p, e.mod_revision))
-        });
+        let published = mirror
+            .kvs
+            .get(&Key::Config.path(&self.prefix))
+            .and_then(|e| parse_value::<Published>(&e.value).ok().map(|p| (p, e.mod_revision)));
         let outcome = match published {
-            Some((p, revision)) if self.status.source != Source::File => {
-                published_config(&p, &self.local, &self.base)
-                    .map_err(|e| vec![e])
-                    .and_then(|c| {
-                        self.engine
-                            .reload(c, &format!("cluster, revision {revision} again"))
-                    })
-            }
-            _ => self.engine.reload_local_file("api"),
+            Some((p, revision)) => published_config(&p, &self.local, &self.base)
+                .map_err(|e| vec![e])
+                .and_then(|c| self.engine.reload(c, &format!("cluster, revision {revision} again")))
+                .inspect(|_| {
+                    self.status = ConfigStatus {
+                        revision: Some(revision),
+                        source: Source::Published,
+                        error: None,
+                    }
+                })
+                .inspect_err(|e| self.status.error = Some(format!("revision {revision}: {}", e.join("; ")))),
+            None => self.engine.reload_local_file("api"),
         };
         if outcome.is_ok() {
             self.reapply_runtime(mirror);
