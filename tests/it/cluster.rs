@@ -3,12 +3,14 @@
 //! its own while `etcdctl` still reaches the members. Runtime changes through one instance
 //! reach the others under load (`changes`), published configs (`publish`), etcd members lost,
 //! the whole store cut off or stopped, stalled or compacted (`outage`), values that do not
-//! apply (`changes`), and the propagation time (an ignored figure).
+//! apply (`changes`), the cache file against crashes in the middle of its writes (`cache`),
+//! and the propagation time (an ignored figure).
 //!
 //! Every test here needs `etcd` and `etcdctl` and is ignored by plain `cargo test`:
 //! `.ci/cluster-test` installs them and runs
 //! `cargo test --test it cluster:: -- --ignored --test-threads=1`.
 
+mod cache;
 mod changes;
 mod outage;
 mod publish;
@@ -74,10 +76,13 @@ impl Fleet {
             prefix: format!("/rw-test-{:012x}", fastrand::u64(..) >> 16),
             dir: TempDir::new("fleet"),
         };
+        // Each instance in a directory of its own (its file, log and cache file), so that a
+        // test can see every file one instance writes there.
         for (i, name) in NAMES.iter().enumerate() {
-            let path = fleet
-                .dir
-                .write(&format!("{name}.toml"), &fleet.config_text(i, ""));
+            let home = fleet.home(i);
+            std::fs::create_dir_all(&home).expect("instance directory");
+            let path = home.join(format!("{name}.toml"));
+            std::fs::write(&path, fleet.config_text(i, "")).expect("write config");
             fleet.inst.push(Instance::start(name, &path).await);
         }
         fleet.wait_registered(0, Duration::from_secs(10)).await;
@@ -142,6 +147,17 @@ servers = [{{ address = "{solo}", name = "x1" }}]
             name = NAMES[i],
             solo = self.solo.address(),
         )
+    }
+
+    /// Instance `i`'s directory: its config file, its stderr, its cache file (by default
+    /// beside the config).
+    fn home(&self, i: usize) -> PathBuf {
+        self.dir.0.join(NAMES[i])
+    }
+
+    /// Instance `i`'s cache file (the default name).
+    fn cache_file(&self, i: usize) -> PathBuf {
+        self.home(i).join(format!("{}.cluster-cache.json", NAMES[i]))
     }
 
     fn a(&self) -> &Instance {

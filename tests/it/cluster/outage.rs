@@ -226,7 +226,7 @@ async fn outage(kind: Outage) {
     }
 
     // C starts during the outage: from its cache.
-    let cache = fleet.dir.0.join("c.cluster-cache.json");
+    let cache = fleet.cache_file(2);
     let text = std::fs::read_to_string(&cache).unwrap_or_else(|e| panic!("{}: {e}", cache.display()));
     let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("cache is JSON ({e}): {text}"));
     assert_eq!(
