@@ -31,5 +31,13 @@ pub async fn change<T: Serialize>(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("etcd did not take the change ({e}); nothing was applied"),
             ),
+            ChangeError::NoAnswer(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "etcd did not take the change in time ({e}); nothing was applied here, but \
+                     should etcd still commit it late, every instance applies it: read it back \
+                     before trying again"
+                ),
+            ),
         })
 }

@@ -231,14 +231,18 @@ impl Applier {
     /// is one (certificates re-read; one that could not apply before is tried again), else the
     /// instance's file.
     pub fn reload(&mut self, mirror: &Mirror) -> Result<crate::proxy::ReloadSummary, Vec<String>> {
-        let published = mirror
-            .kvs
-            .get(&Key::Config.path(&self.prefix))
-            .and_then(|e| parse_value::<Published>(&e.value).ok().map(|p| (p, e.mod_revision)));
+        let published = mirror.kvs.get(&Key::Config.path(&self.prefix)).and_then(|e| {
+            parse_value::<Published>(&e.value)
+                .ok()
+                .map(|p| (p, e.mod_revision))
+        });
         let outcome = match published {
             Some((p, revision)) => published_config(&p, &self.local, &self.base)
                 .map_err(|e| vec![e])
-                .and_then(|c| self.engine.reload(c, &format!("cluster, revision {revision} again")))
+                .and_then(|c| {
+                    self.engine
+                        .reload(c, &format!("cluster, revision {revision} again"))
+                })
                 .inspect(|_| {
                     self.status = ConfigStatus {
                         revision: Some(revision),

@@ -345,6 +345,8 @@ pub enum ChangeError {
     Conflict,
     /// etcd did not take it.
     Unavailable(String),
+    /// etcd did not answer in time: it may take it late (then every instance applies it).
+    NoAnswer(String),
 }
 
 impl Cluster {
@@ -395,6 +397,7 @@ impl Cluster {
             .map_err(|e| match e {
                 WriteError::Conflict => ChangeError::Conflict,
                 WriteError::Unavailable(e) => ChangeError::Unavailable(e),
+                WriteError::NoAnswer(e) => ChangeError::NoAnswer(e),
             })?;
         let mut applied = self.applied.subscribe();
         let waited = tokio::time::timeout(self.store.timeout(), applied.wait_for(|r| *r >= revision)).await;

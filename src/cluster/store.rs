@@ -21,8 +21,10 @@ use super::mirror::{Entry, Event, Mirror};
 pub enum WriteError {
     /// The key changed since the value the write was based on.
     Conflict,
-    /// etcd did not answer in time, refused, or has no quorum.
+    /// etcd refused or could not be reached: the change was not taken.
     Unavailable(String),
+    /// etcd did not answer within the timeout: it may still take the change late.
+    NoAnswer(String),
 }
 
 /// What a watch delivers.
@@ -207,6 +209,7 @@ impl Store {
     /// Writes (or with `None` deletes) `key` if it is still at `expected` (its mod_revision, 0
     /// when absent); the revision of the write.
     pub async fn write(&self, key: &str, value: Option<String>, expected: i64) -> Result<i64, WriteError> {
+        let began = tokio::time::Instant::now();
         let resp = self
             .with_failover("write", |mut c| {
                 let op = match &value {
@@ -219,7 +222,14 @@ impl Store {
                 async move { c.txn(txn).await }
             })
             .await
-            .map_err(WriteError::Unavailable)?;
+            .map_err(|e| {
+                // A request that was sent and timed out may still commit: say so.
+                if began.elapsed() >= self.timeout {
+                    WriteError::NoAnswer(e)
+                } else {
+                    WriteError::Unavailable(e)
+                }
+            })?;
         if !resp.succeeded() {
             return Err(WriteError::Conflict);
         }
