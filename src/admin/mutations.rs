@@ -253,23 +253,10 @@ fn created(pool_name: &str, server: &Server, admin: &Admin) -> Resp {
 
 /// The API path of a server, its names percent-encoded as path segments.
 pub fn server_path(pool: &str, server: &str) -> String {
-    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-    const SEGMENT: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'/')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}');
     format!(
         "/api/v1/pools/{}/servers/{}",
-        utf8_percent_encode(pool, SEGMENT),
-        utf8_percent_encode(server, SEGMENT)
+        crate::cluster::keys::segment(pool),
+        crate::cluster::keys::segment(server)
     )
 }
 
@@ -280,14 +267,7 @@ pub async fn delete(admin: &Admin, pool_name: &str, name: &str) -> Result<Resp, 
     if let Some(cluster) = engine.cluster.get() {
         let pool = find_pool(&engine.shared.snapshot.load(), pool_name)?;
         let server = find_server(&pool, name)?;
-        let others = pool
-            .members
-            .load()
-            .servers
-            .iter()
-            .filter(|s| s.name != name && !s.removing.load(Ordering::Relaxed))
-            .count();
-        if others == 0 {
+        if pool.others_than(name) == 0 {
             return Err(ApiError::conflict(format!(
                 "`{name}` is the last server of pool `{pool_name}`; in cluster mode a pool is never emptied"
             )));

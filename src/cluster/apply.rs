@@ -352,14 +352,7 @@ impl Applier {
         let gone = removed
             || (value.is_none() && configured.is_none() && server.runtime_added.load(Ordering::Relaxed));
         if gone {
-            let others = pool
-                .members
-                .load()
-                .servers
-                .iter()
-                .filter(|s| s.name != name && !s.removing.load(Ordering::Relaxed))
-                .count();
-            if others == 0 {
+            if pool.others_than(name) == 0 {
                 return Err(format!("removing `{name}` would leave pool `{pool_name}` empty"));
             }
             drain_then_remove(&shared, pool_name, &server, "cluster");

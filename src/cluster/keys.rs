@@ -7,7 +7,7 @@
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
-/// Characters encoded in a name inside a key: those of a URL path segment, as in the admin API.
+/// Characters encoded in a name inside a key or an admin API path: those of a URL path segment.
 const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
@@ -45,7 +45,8 @@ pub enum Key {
     },
 }
 
-fn encode(name: &str) -> String {
+/// `name` as one URL path segment (keys in etcd and admin API paths alike).
+pub fn segment(name: &str) -> String {
     utf8_percent_encode(name, SEGMENT).to_string()
 }
 
@@ -60,10 +61,10 @@ impl Key {
         match self {
             Key::Config => format!("{prefix}/config"),
             Key::Server { pool, server } => {
-                format!("{prefix}/servers/{}/{}", encode(pool), encode(server))
+                format!("{prefix}/servers/{}/{}", segment(pool), segment(server))
             }
-            Key::Maintenance { route } => format!("{prefix}/routes/{}/maintenance", encode(route)),
-            Key::Instance { name } => format!("{prefix}/instances/{}", encode(name)),
+            Key::Maintenance { route } => format!("{prefix}/routes/{}/maintenance", segment(route)),
+            Key::Instance { name } => format!("{prefix}/instances/{}", segment(name)),
         }
     }
 

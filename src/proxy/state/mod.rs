@@ -96,6 +96,17 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// How many servers other than `name` the pool keeps (those being removed do not count): a
+    /// removal that would leave none is refused in cluster mode.
+    pub fn others_than(&self, name: &str) -> usize {
+        self.members
+            .load()
+            .servers
+            .iter()
+            .filter(|s| s.name != name && !s.removing.load(std::sync::atomic::Ordering::Relaxed))
+            .count()
+    }
+
     /// Builds the balancer for `servers` and swaps it in. Callers serialise changes of one pool
     /// (see `Shared::changes`); the request path only reads.
     pub fn set_members(&self, servers: Vec<Arc<Server>>) {
