@@ -216,7 +216,7 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         .map(|l| l.name.clone())
         .collect();
     // Cluster mode chooses the config to start with: the fleet's, the cache's or the file's.
-    let boot = match (&config.cluster, &config_path) {
+    let mut boot = match (&config.cluster, &config_path) {
         (Some(cluster), Some(path)) => {
             let booted = ringway::cluster::Settings::of(cluster, path, &ringway::admin::hostname())
                 .and_then(|settings| ringway::cluster::boot(settings, config.clone(), path));
@@ -230,7 +230,6 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
         }
         _ => None,
     };
-    let mut boot = boot;
     let config = boot.as_ref().map_or(config, |b| b.config.clone());
     let started = match Engine::start(config, threads, config_path.clone()) {
         Err(e) => match boot.as_mut().and_then(|b| b.fall_back(&e.to_string())) {
