@@ -261,6 +261,9 @@ fn serve(config: Config, threads: Option<usize>, config_path: Option<PathBuf>, a
     }
     match signals.wait(&engine) {
         Ok(()) => {
+            if let Some(cluster) = engine.cluster.get() {
+                cluster.leave();
+            }
             engine.wait();
             tracing::info!("stopped");
             ExitCode::SUCCESS

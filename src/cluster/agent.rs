@@ -198,11 +198,15 @@ pub async fn register(cluster: Arc<Cluster>, engine: Arc<Engine>) {
     .path(&cluster.settings.prefix);
     let mut lease = None;
     loop {
+        if cluster.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let value = serde_json::to_string(&cluster.registration(&engine)).unwrap_or_default();
         lease = match lease {
             None => cluster.store.register(&key, value, LEASE_TTL).await.ok(),
             Some(l) => cluster.store.refresh(&key, value, l).await.ok().map(|()| l),
         };
+        *cluster.lease.lock().unwrap_or_else(PoisonError::into_inner) = lease;
         tokio::select! {
             () = tokio::time::sleep(REGISTER_EVERY) => {}
             () = cluster.changed.notified() => {}

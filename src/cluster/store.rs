@@ -282,6 +282,13 @@ impl Store {
         .map(|_| ())
     }
 
+    /// Revokes `lease`: the keys under it (the registration) go at once.
+    pub async fn revoke(&self, lease: i64) -> Result<(), String> {
+        self.with_failover("revoke", |mut c| async move { c.lease_revoke(lease).await })
+            .await
+            .map(|_| ())
+    }
+
     /// Starts watching every key under `prefix` from `revision`.
     pub async fn watch(&self, prefix: &str, revision: i64) -> Result<Watch, String> {
         let from = format!("{prefix}/");

@@ -1,6 +1,7 @@
 //! `[cluster]` with TLS to etcd (a private CA, a client certificate that etcd requires) and an
 //! etcd user whose password comes from the environment: the instance connects, registers and
-//! writes through it; with a wrong password it does not, and says so.
+//! writes through it; with a wrong password it does not, and says so; stopped cleanly, it leaves
+//! the fleet's list at once.
 
 use std::process::Stdio;
 
@@ -214,6 +215,16 @@ async fn tls_with_a_client_certificate_and_a_user() {
             .await
             .expect("PATCH");
         assert_eq!(r.status(), 503);
+        drop(wrong);
+
+        // A clean stop takes the registration out at once (its lease revoked), not after 10 s.
+        let mut run = run;
+        let stopped = Instant::now();
+        terminate_gracefully(&mut run.child).await;
+        let out = etcd.etcdctl(&["get", "--print-value-only", "/rw-tls/instances/t"]).await;
+        assert!(out.status.success() && out.stdout.is_empty(), "registration gone after the stop");
+        assert!(stopped.elapsed() < Duration::from_secs(8), "well before the lease's 10 s");
+        assert!(run.log_text().contains("left the fleet's list"), "{}", run.log_text());
         let _ = etcd.child.start_kill();
     })
     .await;
