@@ -111,20 +111,7 @@ pub(crate) fn parse_cluster(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Opt
                     "`password_env` has no use without `user` (the etcd user it is the password of)",
                 );
             }
-            cx.str(f).and_then(|s| {
-                if values::is_env_name(s) {
-                    Some(Some(s.to_string()))
-                } else {
-                    cx.err(
-                        f.at,
-                        format!(
-                            "`password_env` must name an environment variable \
-                             (letters, digits, `_`; not starting with a digit), found \"{s}\""
-                        ),
-                    );
-                    None
-                }
-            })
+            super::parse::env_name(cx, f, "password_env").map(Some)
         }
     };
     Some(ClusterConfig {

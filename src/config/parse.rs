@@ -203,21 +203,7 @@ fn parse_admin(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<AdminConf
     };
     let token_env = match t.get("token_env") {
         None => Some("RINGWAY_ADMIN_TOKEN".to_string()),
-        Some(f) => {
-            let s = cx.str(f)?;
-            if values::is_env_name(s) {
-                Some(s.to_string())
-            } else {
-                cx.err(
-                    f.at,
-                    format!(
-                        "`token_env` must name an environment variable \
-                         (letters, digits, `_`; not starting with a digit), found \"{s}\""
-                    ),
-                );
-                None
-            }
-        }
+        Some(f) => env_name(cx, f, "token_env"),
     };
     Some(AdminConfig {
         listen: listen?,
@@ -266,6 +252,23 @@ fn parse_log(cx: &mut Ctx, facts: &mut Facts, t: &Tbl<'_>) -> Option<LogConfig> 
 
 /// An `IP:port` address to listen on, after `${NAME}` is replaced by the variable NAME (so
 /// that one published configuration serves instances that listen on different ports).
+/// The value of `key`, which must name an environment variable (`token_env`, `password_env`).
+pub(crate) fn env_name(cx: &mut Ctx, f: Field<'_>, key: &str) -> Option<String> {
+    let s = cx.str(f)?;
+    if values::is_env_name(s) {
+        Some(s.to_string())
+    } else {
+        cx.err(
+            f.at,
+            format!(
+                "`{key}` must name an environment variable \
+                 (letters, digits, `_`; not starting with a digit), found \"{s}\""
+            ),
+        );
+        None
+    }
+}
+
 pub(crate) fn socket_addr(cx: &mut Ctx, f: Field<'_>) -> Option<SocketAddr> {
     let written = cx.str(f)?;
     let s = match values::expand_vars(written, cx.vars) {
