@@ -98,6 +98,8 @@ struct Finish {
     token: ConnToken,
     /// The matched route's figures (those of unrouted requests before a route matched).
     stats: Arc<RouteStats>,
+    /// The client speaks HTTP/2: fields that change in every response are kept out of HPACK's table.
+    h2_client: bool,
     /// When the request head was received: the one clock read at the start of a request,
     /// shared by the figures and the access log.
     start: Stamp,
@@ -113,6 +115,9 @@ impl Finish {
         if let Some(log) = self.log.as_mut() {
             log.status = status;
             log.upstream = info.server.as_ref().map(|s| s.addr_text.clone());
+        }
+        if self.h2_client {
+            headers::mark_unrepeated(resp.headers_mut());
         }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), self.rid);
         let tally = Tally {
@@ -186,6 +191,7 @@ pub fn handle(mut req: Request<RequestBody>, ctx: &ConnCtx) -> Answer {
         log,
         token,
         stats,
+        h2_client: req.version() == Version::HTTP_2,
         start,
     };
     match decision {

