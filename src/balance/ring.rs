@@ -20,9 +20,11 @@ use super::{HashFunction, LoadIndex, Member, ServerLoads, clamp_weight, name_ord
 pub const DEFAULT_VNODES: u32 = 160;
 /// Largest accepted `vnodes`; higher values are lowered to it.
 pub const MAX_VNODES: u32 = 10_000;
-/// Largest number of points of one ring (about 800 MiB while building); `vnodes` is lowered so
-/// that `vnodes × total weight` stays under it. Config validation should refuse such pools first.
-pub const MAX_POINTS: u64 = 1 << 26;
+/// Largest number of points of one ring (about 200 MiB while building); `vnodes` is lowered so
+/// that `vnodes × total weight` stays under it. The config refuses a pool whose listed servers
+/// pass it; servers added later (DNS discovery: up to 512 of weight up to 256; the admin API)
+/// lower the pool's effective `vnodes` instead.
+pub const MAX_POINTS: u64 = 16_000_000;
 /// The lookup index never has more than 2^this buckets.
 const MAX_INDEX_BITS: u32 = 20;
 

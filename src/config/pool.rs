@@ -40,7 +40,7 @@ const BALANCES: &[&str] = &[
 ];
 
 /// Most points a consistent-hash ring may hold (vnodes × total weight).
-const MAX_RING_POINTS: u64 = 16_000_000;
+const MAX_RING_POINTS: u64 = crate::balance::ring::MAX_POINTS;
 /// Smallest Maglev table size (a prime).
 const MIN_MAGLEV: u32 = 1021;
 /// Largest Maglev table size.
@@ -185,7 +185,7 @@ pub(crate) fn parse_pool(cx: &mut Ctx, facts: &mut Facts, pool: &str, t: &Tbl<'_
                 at,
                 format!(
                     "pool `{pool}` would put {points} points on its ring (vnodes {v} × total \
-                     weight {total_weight}); the limit is 16000000"
+                     weight {total_weight}); the limit is {MAX_RING_POINTS}"
                 ),
             );
         }

@@ -242,8 +242,17 @@ fn vnodes_are_clamped() {
     assert_eq!(effective_vnodes(&members, 0), 1);
     assert_eq!(effective_vnodes(&members, u32::MAX), MAX_VNODES);
     let heavy = named("h", &vec![256; 100]);
-    assert_eq!(effective_vnodes(&heavy, MAX_VNODES), 2621);
+    assert_eq!(effective_vnodes(&heavy, MAX_VNODES), 625);
     assert_eq!(ring(&members, 0).len(), 2);
+}
+
+#[test]
+fn the_largest_discovered_pool_stays_under_the_point_limit() {
+    // DNS discovery's cap: 512 servers, SRV weights scaled to at most 256.
+    let found = named("d", &vec![256; 512]);
+    let v = effective_vnodes(&found, DEFAULT_VNODES);
+    assert_eq!(v, 122);
+    assert!(u64::from(v) * 512 * 256 <= MAX_POINTS);
 }
 
 #[test]
