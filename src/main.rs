@@ -130,7 +130,11 @@ fn main() -> ExitCode {
                     }
                     return ExitCode::FAILURE;
                 }
-                println!("{}: {}", config.display(), config::summary(&c));
+                println!(
+                    "{}: {}",
+                    config.display(),
+                    config::summary_at(&c, Some(jiff::Timestamp::now()))
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {

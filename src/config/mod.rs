@@ -30,7 +30,7 @@ mod tests;
 
 pub use load::{load, load_text, load_with_warnings, read};
 pub use route::derived_name as route_name;
-pub use summary::summary;
+pub use summary::{summary, summary_at};
 pub use validate::conflicts as binds_conflict;
 pub(crate) use values::{host_port, is_valid_name};
 

@@ -11,6 +11,12 @@ use super::model::*;
 /// `println!("{}: {}", path.display(), summary(&config))` gives
 /// `ringway.toml: OK — 2 listeners, …`.
 pub fn summary(config: &Config) -> String {
+    summary_at(config, None)
+}
+
+/// [`summary`], and with `now` each maintenance window's next occurrence (or the end of the one
+/// in force), as `ringway check` prints it.
+pub fn summary_at(config: &Config, now: Option<jiff::Timestamp>) -> String {
     let servers: usize = config.pools.iter().map(|p| p.servers.len()).sum();
     let mut out = format!(
         "OK — {}, {}, {}, {}",
@@ -57,13 +63,11 @@ pub fn summary(config: &Config) -> String {
             RouteAction::Redirect { to, status } => format!("redirect {status} {to}"),
             RouteAction::Static { dir } => format!("static {}", dir.display()),
         };
-        let maint = match &r.maintenance {
-            Some(m) if m.enabled => ", IN MAINTENANCE".to_string(),
-            Some(m) if !m.windows.is_empty() => {
-                format!(", maintenance {}", count(m.windows.len(), "window"))
-            }
-            _ => String::new(),
-        };
+        let maint = r
+            .maintenance
+            .as_ref()
+            .map(|m| maintenance(m, now))
+            .unwrap_or_default();
         let _ = write!(
             out,
             "\n  route    {:width$}  {host}{} → {action}{maint}",
@@ -151,6 +155,43 @@ fn cluster(c: &ClusterConfig) -> String {
 }
 
 /// "1 route", "3 routes".
+/// A route's maintenance: on now, its windows (with the next one when the time is known), and
+/// the clients that still pass.
+fn maintenance(m: &MaintenanceConfig, now: Option<jiff::Timestamp>) -> String {
+    let mut out = String::new();
+    if m.enabled {
+        out.push_str(", IN MAINTENANCE");
+    }
+    if !m.windows.is_empty() {
+        let list = m
+            .windows
+            .iter()
+            .map(|w| format!("`{w}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(out, ", maintenance windows {list}");
+        let schedule = crate::route::maintenance::Schedule::new(m.windows.clone());
+        let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M UTC").to_string();
+        if let Some(now) = now {
+            if let Some(end) = schedule.is_in_window(now) {
+                let _ = write!(out, " (in one now, until {})", utc(end));
+            } else if let Some((start, _)) = schedule.next_window(now) {
+                let _ = write!(out, " (next {})", utc(start));
+            }
+        }
+    }
+    if !m.allow.is_empty() && (m.enabled || !m.windows.is_empty()) {
+        let list = m
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(out, ", maintenance lets {list} through");
+    }
+    out
+}
+
 fn count(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")

@@ -1425,7 +1425,7 @@ fn summary_lists_everything() {
   listener plain     0.0.0.0:8080  http, redirects to https port 8443 (308)
   route    api       api.example.com/api/ → pool api (strip prefix)
   route    assets    /assets/ → static public
-  route    old-blog  /blog/ → redirect 301 https://blog.example.com/, maintenance 1 window
+  route    old-blog  /blog/ → redirect 301 https://blog.example.com/, maintenance windows `sun 02:00-04:00 UTC`
   pool     api       round_robin, 2 servers: 127.0.0.1:9001, api-2 (127.0.0.1:9002, weight 3)
   pool     cache     consistent_hash (key path, xxh3, 160 vnodes, bounded_load 1.25), 2 servers: cache-a:11211, cache-b:11211";
     assert_eq!(s, expected);
@@ -1433,6 +1433,29 @@ fn summary_lists_everything() {
     assert!(
         one.starts_with("OK — 1 listener, 1 route, 1 pool, 1 server\n"),
         "{one}"
+    );
+}
+
+#[test]
+fn summary_shows_the_next_maintenance_window_and_who_passes() {
+    let c = ok(DESIGN_EXAMPLE);
+    // Monday 30 November 2026: the next Sunday window starts on 6 December.
+    let monday: jiff::Timestamp = "2026-11-30T17:00:00Z".parse().unwrap();
+    let s = summary_at(&c, Some(monday));
+    assert!(
+        s.contains("maintenance windows `sun 02:00-04:00 UTC` (next 2026-12-06 02:00 UTC)"),
+        "{s}"
+    );
+    let sunday: jiff::Timestamp = "2026-12-06T03:00:00Z".parse().unwrap();
+    let s = summary_at(&c, Some(sunday));
+    assert!(s.contains("(in one now, until 2026-12-06 04:00 UTC)"), "{s}");
+    let on = ok(&with_base(
+        "[[route]]\nname = \"r\"\npool = \"app\"\n[route.maintenance]\nenabled = true\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+    ));
+    let s = summary_at(&on, Some(monday));
+    assert!(
+        s.contains(", IN MAINTENANCE, maintenance lets 10.0.0.0/8, 192.0.2.7/32 through"),
+        "{s}"
     );
 }
 
