@@ -154,9 +154,8 @@ fn cluster(c: &ClusterConfig) -> String {
     line
 }
 
-/// "1 route", "3 routes".
 /// A route's maintenance: on now, its windows (with the next one when the time is known), and
-/// the clients that still pass.
+/// the clients that still pass (also when it is switched on through the admin API).
 fn maintenance(m: &MaintenanceConfig, now: Option<jiff::Timestamp>) -> String {
     let mut out = String::new();
     if m.enabled {
@@ -180,7 +179,7 @@ fn maintenance(m: &MaintenanceConfig, now: Option<jiff::Timestamp>) -> String {
             }
         }
     }
-    if !m.allow.is_empty() && (m.enabled || !m.windows.is_empty()) {
+    if !m.allow.is_empty() {
         let list = m
             .allow
             .iter()
@@ -192,6 +191,7 @@ fn maintenance(m: &MaintenanceConfig, now: Option<jiff::Timestamp>) -> String {
     out
 }
 
+/// "1 route", "3 routes".
 fn count(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
