@@ -98,7 +98,7 @@ struct Finish {
     token: ConnToken,
     /// The matched route's figures (those of unrouted requests before a route matched).
     stats: Arc<RouteStats>,
-    /// The client speaks HTTP/2: fields that change in every response are kept out of HPACK's table.
+    /// The client speaks HTTP/2: fields that change in every response stay out of HPACK's table.
     h2_client: bool,
     /// When the request head was received: the one clock read at the start of a request,
     /// shared by the figures and the access log.

@@ -284,8 +284,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 ///
 /// The h2 crate's HPACK encoder finds a field by walking, oldest first, every table entry with
 /// the same name; each new `Date` (one per second) stays in the 4 KiB table until evicted, so
-/// after a minute every response compared its `Date` against dozens of dead ones. HAProxy never
-/// indexes response fields at all; this keeps the table for the fields that do repeat.
+/// after a minute every response compared its `Date` against dozens of dead ones. HAProxy's
+/// encoder keeps no table at all, sending every value as a literal; this keeps the table for the
+/// fields that do repeat.
 pub fn mark_unrepeated(headers: &mut HeaderMap) {
     for (name, value) in headers.iter_mut() {
         if name == header::DATE || name == header::EXPIRES || name == header::LAST_MODIFIED {
