@@ -279,22 +279,9 @@ impl Instance {
 }
 
 /// `name` percent-encoded as one URL path segment, as the admin API's paths and the cluster's
-/// etcd keys encode names (`/`, `%`, space, `?`, `#`… encoded; `:` not).
+/// etcd keys encode names: Ringway's own encoding, so the tests build the paths it parses.
 pub fn segment(name: &str) -> String {
-    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-    const SEGMENT: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'/')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}');
-    utf8_percent_encode(name, SEGMENT).to_string()
+    ringway::cluster::keys::segment(name)
 }
 
 /// `/api/v1/pools/{pool}/servers/{server}`, names encoded.
