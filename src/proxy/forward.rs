@@ -25,7 +25,8 @@ use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
 use super::answers::{
-    bad_gateway, bad_path, bad_request, gateway_timeout, not_found, too_large, unavailable,
+    bad_gateway, bad_path, bad_request, gateway_timeout, local_response, not_found, too_large,
+    unavailable,
 };
 use super::body::{ResponseBody, Tally};
 use super::h1::{self, RequestFraming};
@@ -265,7 +266,7 @@ fn decide<'a>(
     normal_uri: &mut Option<Uri>,
 ) -> Decision<'a> {
     // Ringway's HTTP/1.1 connection refused bad framing already (`h1_server::head`); this
-    // check is for what hyper's HTTP/2 server lets through.
+    // check is for what the h2 crate lets through (`h2_server`).
     let facts = headers::RequestFacts::of(req.headers());
     if let Some(why) = facts.framing_error(req.version()) {
         tracing::debug!("400 from {}: {why}", ctx.peer);
@@ -276,6 +277,13 @@ fn decide<'a>(
     if req.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
         tracing::debug!("400 from {}: userinfo in the request target", ctx.peer);
         return Decision::Answer(bad_request());
+    }
+    // Ringway's HTTP/1.1 connection refuses CONNECT itself (`h1_server::head`).
+    if req.method() == Method::CONNECT {
+        return Decision::Answer(local_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed\n",
+        ));
     }
     if let Some(r) = ctx.listener.redirect_https {
         return Decision::Answer(redirect_to_https(req, r.port, r.status));

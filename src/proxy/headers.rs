@@ -279,6 +279,31 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     id
 }
 
+/// Whether HTTP/2 forbids `name` in a response (RFC 9113 8.2.2): `Connection`, `TE` and the
+/// fields that mean something only on an HTTP/1.1 connection.
+pub fn is_connection_specific(name: &HeaderName) -> bool {
+    const FORBIDDEN: u16 = CONNECTION_BIT | 1 << 1 | 1 << 3 | UPGRADE_BIT | 1 << 7 | 1 << 8;
+    hop_by_hop_bit(name) & FORBIDDEN != 0
+}
+
+/// Removes the fields HTTP/2 forbids in a response (RFC 9113 8.2.2): the connection-specific
+/// ones, `TE`, and those `Connection` names (as hyper's server removed them).
+pub fn remove_connection_specific(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_connection_specific) {
+        return;
+    }
+    if let Some(connection) = headers.remove(header::CONNECTION)
+        && let Ok(names) = connection.to_str()
+    {
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            headers.remove(name);
+        }
+    }
+    for name in [&header::TE, &header::TRANSFER_ENCODING, &header::UPGRADE, &KEEP_ALIVE, &PROXY_CONNECTION] {
+        headers.remove(name);
+    }
+}
+
 /// Marks the response fields whose values change from one response to the next (`Date`,
 /// `Expires`, `Last-Modified`) so that HTTP/2 sends them as literals never indexed.
 ///
@@ -335,6 +360,28 @@ mod tests {
         asked.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-1"));
         assert!(request_id(&asked).is_sensitive());
         assert!(request_id(&HeaderMap::new()).is_sensitive());
+    }
+
+    #[test]
+    fn http2_responses_lose_only_the_connection_specific_fields() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TRAILER, HeaderValue::from_static("grpc-status"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        remove_connection_specific(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "trailer"]);
+        let mut plain = HeaderMap::new();
+        plain.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        remove_connection_specific(&mut plain);
+        assert_eq!(plain.len(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod conn_state;
 pub mod forward;
 pub mod h1;
 pub mod h1_server;
+pub mod h2_server;
 pub mod headers;
 pub mod listeners;
 mod prefixed;

@@ -1,5 +1,5 @@
 //! The request body as the request path sees it, whichever side read the request: Ringway's own
-//! HTTP/1.1 connection (`h1_server`) or hyper's HTTP/2 server.
+//! HTTP/1.1 connection (`h1_server`) or its HTTP/2 one (`h2_server`).
 //!
 //! Must not touch: where the body goes (upstream.rs, upstream_h2.rs).
 
@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use super::h2_server::H2RequestBody;
 
 /// An error reading a client's body (the client went away, or broke its framing).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,14 +46,8 @@ pub enum RequestBody {
     Empty,
     /// Read by Ringway's own HTTP/1.1 connection.
     H1(H1Body),
-    /// An HTTP/2 stream's data, from hyper.
-    H2(Incoming),
-}
-
-impl From<Incoming> for RequestBody {
-    fn from(body: Incoming) -> Self {
-        RequestBody::H2(body)
-    }
+    /// An HTTP/2 stream's data.
+    H2(H2RequestBody),
 }
 
 impl Body for RequestBody {
@@ -70,7 +64,7 @@ impl Body for RequestBody {
                 .source
                 .poll_body(b.generation, cx)
                 .map(|d| d.map(|d| d.map(Frame::data))),
-            RequestBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            RequestBody::H2(body) => Pin::new(body).poll_frame(cx),
         }
     }
 

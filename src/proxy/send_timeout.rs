@@ -1,7 +1,7 @@
 //! `send_timeout` for HTTP/2 streams: a response whose stream (or connection) flow-control
 //! window stays at zero is cut, as nginx's `send_timeout` cuts a client that stops reading.
 //!
-//! hyper stops polling a response body while the client's window is closed, so a stream is
+//! The HTTP/2 server (`h2_server`) stops polling a response body while the client's window is closed, so a stream is
 //! "waiting" from the moment its body handed a data frame until it is asked for the next one.
 //! Each waiting stream is counted in the bucket of the coarse tick it began waiting in; the
 //! connection's timer advances the tick and closes the connection when a bucket old enough is
@@ -66,7 +66,7 @@ pub fn tick_length(send_timeout: Duration) -> Duration {
     (send_timeout / TICKS).max(Duration::from_millis(1))
 }
 
-/// A response body on an HTTP/2 connection, counted as waiting while hyper holds its last
+/// A response body on an HTTP/2 connection, counted as waiting while the server holds its last
 /// data frame back for want of window.
 pub struct Watched {
     inner: ResponseBody,
@@ -77,7 +77,7 @@ pub struct Watched {
 impl Watched {
     /// Watches `inner`, a response of the HTTP/2 connection whose state is `state`.
     ///
-    /// A body with data to come waits from the start: hyper polls it only once the stream has
+    /// A body with data to come waits from the start: it is polled only once the stream has
     /// window, so a client that opens none never lets it be polled at all.
     pub fn new(inner: ResponseBody, state: Arc<ConnState>) -> Watched {
         let waiting = match state.streams.as_deref() {

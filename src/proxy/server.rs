@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -26,11 +24,9 @@ use tokio_util::either::Either;
 use super::access_log::AccessLog;
 use super::conn_state::TrackedStream;
 pub use super::conn_state::{ConnState, ConnToken};
-use super::forward::{self, ConnCtx};
+use super::forward::ConnCtx;
 use super::listeners::{self, Batch, Change, LiveListener};
-use super::protocols::LocalExec;
 pub(super) use super::protocols::Protocols;
-use super::request_body::RequestBody;
 use super::state::Snapshot;
 use crate::config::{Config, Limits, ListenerConfig, RedirectHttps, Workers};
 
@@ -316,16 +312,9 @@ trait ServedConnection {
     fn shut_down(self: Pin<&mut Self>);
 }
 
-impl<S, I> ServedConnection
-    for hyper::server::conn::http2::Connection<TokioIo<TrackedStream<I>>, S, LocalExec>
-where
-    I: AsyncRead + AsyncWrite + Unpin + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::send_timeout::Watched>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: 'static,
-{
+impl<I: AsyncRead + AsyncWrite + Unpin> ServedConnection for super::h2_server::H2Connection<I> {
     fn shut_down(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+        self.get_mut().shut_down();
     }
 }
 
@@ -488,25 +477,8 @@ impl Accepted {
             }
             // Boxed: the far more common HTTP/1 connections should not carry room for these.
             Speaks::Cleartext(FirstBytes::Http2) | Speaks::Tls(true) => {
-                // Each request's future is boxed (by `handle`): hyper otherwise keeps room for
-                // the largest one in every connection and copies it there for each request.
-                // HTTP/2 responses are watched for a window that stays closed (`send_timeout`).
-                let svc = {
-                    let state = state.clone();
-                    service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let answer = forward::handle(req.map(RequestBody::H2), &ctx);
-                        let state = state.clone();
-                        async move {
-                            let resp = answer.await?;
-                            Ok::<_, std::convert::Infallible>(
-                                resp.map(|body| super::send_timeout::Watched::new(body, state)),
-                            )
-                        }
-                    })
-                };
-                let io = TokioIo::new(stream);
                 // The connection is made inside `drive`, so the task's state holds it once.
-                let make = move || protocols.http2.serve_connection(io, svc);
+                let make = move || super::h2_server::H2Connection::new(stream, &protocols.http2, ctx);
                 let served: Pin<Box<dyn Future<Output = ()>>> =
                     Box::pin(drive(make, peer, state, limits, shutdown));
                 Either::Right(served)

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::Body as _;
-use hyper::body::Incoming;
+use super::h2_server::H2RequestBody;
 use tokio::io::AsyncWrite;
 
 use super::h1;
@@ -194,7 +194,7 @@ pub(super) async fn for_a_while<T>(
 }
 
 /// Reads and discards the rest of a client's body, for a while ([`for_a_while`]).
-pub(super) async fn linger(mut body: Incoming) {
+pub(super) async fn linger(mut body: H2RequestBody) {
     for_a_while(
         |cx| Pin::new(&mut body).poll_frame(cx),
         |f| matches!(f, Some(Ok(_))),

@@ -341,3 +341,82 @@ async fn streams_beyond_the_limit_are_refused() {
     })
     .await;
 }
+
+/// An HTTP/2 client connection made with the h2 crate's client, driven in the background.
+async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    client.ready().await.expect("ready")
+}
+
+#[tokio::test]
+async fn an_http2_connect_is_refused_and_the_connection_keeps_serving() {
+    bounded(async {
+        let backend = BigBackend::start(3).await;
+        let proxy = proxy_to(backend.addr, Duration::from_secs(60));
+        let mut client = h2_client(proxy.addr).await;
+        let connect = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri("localhost:443")
+            .body(())
+            .expect("request");
+        let (resp, _) = client.send_request(connect, true).expect("send");
+        let resp = resp.await.expect("response");
+        assert_eq!(resp.status(), http::StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(backend.open.load(Ordering::SeqCst), 0, "CONNECT reached the server");
+        let mut client = client.ready().await.expect("ready");
+        let get = http::Request::get("http://localhost/").body(()).expect("request");
+        let (resp, _) = client.send_request(get, true).expect("send");
+        let resp = resp.await.expect("response");
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        assert!(resp.headers().contains_key(http::header::DATE));
+        let mut body = resp.into_body();
+        let data = body.data().await.expect("data").expect("data");
+        assert_eq!(&data[..], b"xxx");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_http2_stream_the_client_resets_releases_its_upstream_connection() {
+    bounded(async {
+        // A server that reads requests and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (open, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (o, c) = (open.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                o.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    c.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let proxy = proxy_to(addr, Duration::from_secs(60));
+        let mut client = h2_client(proxy.addr).await;
+        let get = http::Request::get("http://localhost/").body(()).expect("request");
+        let (resp, _) = client.send_request(get, true).expect("send");
+        let reached = poll_until(Duration::from_secs(5), || (open.load(Ordering::SeqCst) == 1).then_some(())).await;
+        assert!(reached.is_some(), "the request never reached the server");
+        // Dropping the response future resets the stream (RST_STREAM CANCEL).
+        drop(resp);
+        let released = poll_until(Duration::from_secs(5), || (closed.load(Ordering::SeqCst) == 1).then_some(())).await;
+        assert!(released.is_some(), "the upstream connection of a reset stream was kept");
+        // The connection itself serves on.
+        let mut client = client.ready().await.expect("ready");
+        let get = http::Request::get("http://localhost/").body(()).expect("request");
+        assert!(client.send_request(get, true).is_ok());
+        proxy.stop().await;
+    })
+    .await;
+}

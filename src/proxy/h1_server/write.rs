@@ -191,6 +191,15 @@ thread_local! {
     static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { secs: u64::MAX, text: String::new() }) };
 }
 
+/// The `Date` value for a response that has none (HTTP/2 responses; HTTP/1.1 ones are written
+/// with it directly).
+pub(crate) fn date_value() -> http::HeaderValue {
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        http::HeaderValue::from_str(d.now()).unwrap_or(http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    })
+}
+
 /// The `Date` value, formatted once a second per worker thread.
 struct CachedDate {
     secs: u64,
