@@ -215,7 +215,7 @@ pub fn parse_response_head(
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         let mut connection_named = Vec::new();
         for &[ns, ne, vs, ve] in &spans {
-            let name = headers::field_name(&head[ns..ne]).map_err(|_| ResponseError::Malformed)?;
+            let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| ResponseError::Malformed)?;
             let value =
                 HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| ResponseError::Malformed)?;
             if name == header::CONTENT_LENGTH {

@@ -35,55 +35,6 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     }
 }
 
-/// The field names most requests and responses carry, by length: `field_name` matches these
-/// without `HeaderName::from_bytes`'s pass, which lower-cases every name into a buffer through a
-/// table and then matches the result (about 140 instructions a field).
-static COMMON_4: [HeaderName; 4] = [header::DATE, header::HOST, header::ETAG, header::VARY];
-static COMMON_6: [HeaderName; 4] = [header::SERVER, header::ACCEPT, header::COOKIE, header::ORIGIN];
-static COMMON_7: [HeaderName; 3] = [header::EXPIRES, header::REFERER, header::UPGRADE];
-static COMMON_10: [HeaderName; 4] = [
-    header::CONNECTION,
-    header::USER_AGENT,
-    header::SET_COOKIE,
-    HeaderName::from_static("keep-alive"),
-];
-static COMMON_12: [HeaderName; 1] = [header::CONTENT_TYPE];
-static COMMON_13: [HeaderName; 4] = [
-    header::CACHE_CONTROL,
-    header::LAST_MODIFIED,
-    header::ACCEPT_RANGES,
-    header::AUTHORIZATION,
-];
-static COMMON_14: [HeaderName; 1] = [header::CONTENT_LENGTH];
-static COMMON_15: [HeaderName; 2] = [header::ACCEPT_ENCODING, header::ACCEPT_LANGUAGE];
-static COMMON_16: [HeaderName; 1] = [header::CONTENT_ENCODING];
-static COMMON_17: [HeaderName; 1] = [header::TRANSFER_ENCODING];
-
-/// A field name as received on HTTP/1.1 (any case), the same as `HeaderName::from_bytes`
-/// gives, found faster for the common names.
-pub fn field_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    let common: &[HeaderName] = match raw.len() {
-        4 => &COMMON_4,
-        6 => &COMMON_6,
-        7 => &COMMON_7,
-        8 => std::slice::from_ref(&header::LOCATION),
-        10 => &COMMON_10,
-        12 => &COMMON_12,
-        13 => &COMMON_13,
-        14 => &COMMON_14,
-        15 => &COMMON_15,
-        16 => &COMMON_16,
-        17 => &COMMON_17,
-        _ => &[],
-    };
-    for name in common {
-        if name.as_str().as_bytes().eq_ignore_ascii_case(raw) {
-            return Ok(name.clone());
-        }
-    }
-    HeaderName::from_bytes(raw)
-}
-
 /// Whether `name` is one of the fixed hop-by-hop header names.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     hop_by_hop_bit(name) != 0
@@ -409,35 +360,6 @@ mod tests {
         asked.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-1"));
         assert!(request_id(&asked).is_sensitive());
         assert!(request_id(&HeaderMap::new()).is_sensitive());
-    }
-
-    #[test]
-    fn common_field_names_are_the_names_http_makes() {
-        for raw in [
-            "Date", "host", "ETag", "vary", "Server", "ACCEPT", "Cookie", "origin", "Expires",
-            "referer", "Upgrade", "Location", "Connection", "User-Agent", "set-cookie", "Keep-Alive",
-            "Content-Type", "Cache-Control", "Last-Modified", "accept-ranges", "Authorization",
-            "Content-Length", "Accept-Encoding", "accept-language", "Content-Encoding",
-            "Transfer-Encoding", "X-Backend", "dates", "hostx", "conte t-type", "Content_Length", "",
-            "a\u{e9}b", "x", "content-lengths",
-        ] {
-            let ours = field_name(raw.as_bytes());
-            let http = HeaderName::from_bytes(raw.as_bytes());
-            assert_eq!(ours.is_ok(), http.is_ok(), "{raw:?}");
-            if let (Ok(a), Ok(b)) = (ours, http) {
-                assert_eq!(a, b, "{raw:?}");
-                assert_eq!(a.as_str(), b.as_str(), "{raw:?}");
-            }
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn field_name_agrees_with_http(raw in "[A-Za-z_ -]{0,18}") {
-            let ours = field_name(raw.as_bytes());
-            let http = HeaderName::from_bytes(raw.as_bytes());
-            proptest::prop_assert_eq!(ours.ok(), http.ok());
-        }
     }
 
     #[test]

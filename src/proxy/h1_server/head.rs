@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 mod fields;
@@ -202,8 +202,8 @@ pub fn parse_request_head(head: Bytes) -> Result<RequestHead, Refusal> {
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     let mut rules = FieldRules::default();
     for line in req.headers.iter() {
-        let name = crate::proxy::headers::field_name(line.name.as_bytes())
-            .map_err(|_| Refusal::bad("invalid header name"))?;
+        let name =
+            HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| Refusal::bad("invalid header name"))?;
         if let Some(value) = rules.field(&name, head.slice_ref(line.value))? {
             let value =
                 HeaderValue::from_maybe_shared(value).map_err(|_| Refusal::bad("invalid header value"))?;
