@@ -25,8 +25,7 @@ use tokio::time::Instant;
 
 use super::access_log::AccessRecord;
 use super::answers::{
-    bad_gateway, bad_path, bad_request, gateway_timeout, local_response, not_found, too_large,
-    unavailable,
+    bad_gateway, bad_path, bad_request, gateway_timeout, local_response, not_found, too_large, unavailable,
 };
 use super::body::{ResponseBody, Tally};
 use super::h1::{self, RequestFraming};

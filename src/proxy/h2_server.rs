@@ -192,7 +192,10 @@ struct StreamTask {
 
 enum StreamState {
     /// The request path is working on the answer.
-    Answering { answer: Answer, state: Arc<ConnState> },
+    Answering {
+        answer: Answer,
+        state: Arc<ConnState>,
+    },
     /// The head is sent; the body goes as the client's window allows. (Not boxed: most
     /// responses get here, and the state is made once per stream anyway.)
     Sending(Sending),
@@ -403,7 +406,10 @@ impl Body for H2RequestBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if !self.data_done {
             match ready!(self.recv.poll_data(cx)) {
                 Some(Ok(data)) => {

@@ -299,7 +299,13 @@ pub fn remove_connection_specific(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in [&header::TE, &header::TRANSFER_ENCODING, &header::UPGRADE, &KEEP_ALIVE, &PROXY_CONNECTION] {
+    for name in [
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+    ] {
         headers.remove(name);
     }
 }

@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use super::h2_server::H2RequestBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use super::h2_server::H2RequestBody;
 
 /// An error reading a client's body (the client went away, or broke its framing).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;

@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use super::h2_server::H2RequestBody;
 use bytes::{Buf, Bytes};
 use http_body::Body as _;
-use super::h2_server::H2RequestBody;
 use tokio::io::AsyncWrite;
 
 use super::h1;

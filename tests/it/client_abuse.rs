@@ -364,7 +364,11 @@ async fn an_http2_connect_is_refused_and_the_connection_keeps_serving() {
         let (resp, _) = client.send_request(connect, true).expect("send");
         let resp = resp.await.expect("response");
         assert_eq!(resp.status(), http::StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(backend.open.load(Ordering::SeqCst), 0, "CONNECT reached the server");
+        assert_eq!(
+            backend.open.load(Ordering::SeqCst),
+            0,
+            "CONNECT reached the server"
+        );
         let mut client = client.ready().await.expect("ready");
         let get = http::Request::get("http://localhost/").body(()).expect("request");
         let (resp, _) = client.send_request(get, true).expect("send");
@@ -406,12 +410,21 @@ async fn an_http2_stream_the_client_resets_releases_its_upstream_connection() {
         let mut client = h2_client(proxy.addr).await;
         let get = http::Request::get("http://localhost/").body(()).expect("request");
         let (resp, _) = client.send_request(get, true).expect("send");
-        let reached = poll_until(Duration::from_secs(5), || (open.load(Ordering::SeqCst) == 1).then_some(())).await;
+        let reached = poll_until(Duration::from_secs(5), || {
+            (open.load(Ordering::SeqCst) == 1).then_some(())
+        })
+        .await;
         assert!(reached.is_some(), "the request never reached the server");
         // Dropping the response future resets the stream (RST_STREAM CANCEL).
         drop(resp);
-        let released = poll_until(Duration::from_secs(5), || (closed.load(Ordering::SeqCst) == 1).then_some(())).await;
-        assert!(released.is_some(), "the upstream connection of a reset stream was kept");
+        let released = poll_until(Duration::from_secs(5), || {
+            (closed.load(Ordering::SeqCst) == 1).then_some(())
+        })
+        .await;
+        assert!(
+            released.is_some(),
+            "the upstream connection of a reset stream was kept"
+        );
         // The connection itself serves on.
         let mut client = client.ready().await.expect("ready");
         let get = http::Request::get("http://localhost/").body(()).expect("request");

@@ -537,6 +537,40 @@ async fn graceful_stop_finishes_the_request_in_flight() {
 }
 
 #[tokio::test]
+async fn graceful_stop_finishes_the_http2_streams_in_flight() {
+    bounded(async {
+        let backend = Backend::start("slow").await;
+        let proxy = Proxy::start(one_pool(Balance::RoundRobin, &addrs(&[&backend])));
+        let h2 = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .expect("h2 client");
+        // Two streams of one connection wait for the server when the stop comes.
+        let streams: Vec<_> = (0..2)
+            .map(|i| {
+                let req = h2
+                    .get(proxy.url(&format!("/slow/{i}")))
+                    .header(DELAY_HEADER, "500");
+                tokio::spawn(send(req))
+            })
+            .collect();
+        backend.wait_requests(2).await;
+        proxy.shutdown();
+        for s in streams {
+            let r = s.await.expect("stream task");
+            assert_eq!(r.status, 200, "a stream in flight completes: {}", r.text());
+            assert_eq!(r.backend(), "slow");
+        }
+        let took = proxy.wait().await;
+        assert!(
+            took < Duration::from_secs(5),
+            "wait() took {took:?}: the HTTP/2 connection was not released by GOAWAY"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn graceful_stop_is_not_held_by_a_connection_that_never_spoke() {
     bounded(async {
         let backend = Backend::start("quiet").await;

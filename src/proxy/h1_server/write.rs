@@ -196,7 +196,8 @@ thread_local! {
 pub(crate) fn date_value() -> http::HeaderValue {
     DATE.with(|d| {
         let mut d = d.borrow_mut();
-        http::HeaderValue::from_str(d.now()).unwrap_or(http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+        http::HeaderValue::from_str(d.now())
+            .unwrap_or(http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
     })
 }
 
