@@ -348,7 +348,7 @@ async fn hop_by_hop_removed_and_forwarding_headers_set() {
 
 /// Streams 10 MiB through the proxy and back; the second half is sent only once echoed bytes
 /// have come back, so a proxy holding either body whole deadlocks (and the test times out).
-async fn stream_10mib_both_ways(content_length: bool) {
+async fn stream_10mib_both_ways(content_length: bool, http2: bool) {
     const TOTAL: usize = 10 * 1024 * 1024;
     const CHUNK: usize = 64 * 1024;
     let backend = Backend::start("echo").await;
@@ -377,7 +377,16 @@ async fn stream_10mib_both_ways(content_length: bool) {
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let mut req = client()
+    let client = if http2 {
+        // Both bodies cross HTTP/2 flow control (1 MiB windows) on the client's side.
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .expect("h2 client")
+    } else {
+        client()
+    };
+    let mut req = client
         .post(proxy.url("/echo"))
         .header(ECHO_HEADER, "1")
         .body(reqwest::Body::wrap_stream(stream));
@@ -424,12 +433,22 @@ async fn stream_10mib_both_ways(content_length: bool) {
 
 #[tokio::test]
 async fn streams_10mib_both_ways_chunked() {
-    bounded(stream_10mib_both_ways(false)).await
+    bounded(stream_10mib_both_ways(false, false)).await
 }
 
 #[tokio::test]
 async fn streams_10mib_both_ways_content_length() {
-    bounded(stream_10mib_both_ways(true)).await
+    bounded(stream_10mib_both_ways(true, false)).await
+}
+
+#[tokio::test]
+async fn streams_10mib_both_ways_over_http2() {
+    bounded(stream_10mib_both_ways(false, true)).await
+}
+
+#[tokio::test]
+async fn streams_10mib_both_ways_over_http2_with_content_length() {
+    bounded(stream_10mib_both_ways(true, true)).await
 }
 
 #[tokio::test]
