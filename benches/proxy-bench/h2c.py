@@ -11,6 +11,8 @@ then `h2load -c 64 -m 10 -D 8`; the CPU is read from /proc/PID/stat around the t
 """
 import os, re, statistics, subprocess, sys, tempfile, time
 
+import ok_backends
+
 ROUNDS, SECONDS = 5, 8
 BACKENDS = (21001, 21002)
 LISTEN = 21100
@@ -21,17 +23,7 @@ def ticks(pid):
 
 def main(bins):
     work = tempfile.mkdtemp(prefix='h2c-bench-')
-    servers = ''.join(
-        f'  server {{ listen 127.0.0.1:{p}; location / {{ add_header X-Backend b{i}; return 200 "ok\\n"; }} }}\n'
-        for i, p in enumerate(BACKENDS, 1))
-    conf = os.path.join(work, 'nginx.conf')
-    with open(conf, 'w') as f:
-        f.write(f'worker_processes 1;\ndaemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log;\n'
-                'events { worker_connections 4096; }\n'
-                f'http {{\n  access_log off;\n  keepalive_requests 1000000;\n{servers}}}\n')
-    nginx = subprocess.Popen(['taskset', '-c', '0', 'nginx', '-c', conf, '-p', work],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    nginx = ok_backends.start(work, BACKENDS, cpu=0)
     url = f'http://127.0.0.1:{LISTEN}/'
     to = ','.join(f'127.0.0.1:{p}' for p in BACKENDS)
     results = {b: [] for b in bins}

@@ -16,6 +16,8 @@ requests each poll finds ready (so the instructions per request) depends a littl
 """
 import glob, os, re, shutil, subprocess, sys, tempfile, time
 
+import ok_backends
+
 BACKENDS = (21001, 21002)
 LISTEN = 21100
 
@@ -39,22 +41,12 @@ def main(args):
                           ('curl', 'curl')]:
         need(tool, package)
     work = tempfile.mkdtemp(prefix='instructions-')
-    servers = ''.join(
-        f'  server {{ listen 127.0.0.1:{p}; location / {{ add_header X-Backend b{i}; return 200 "ok\\n"; }} }}\n'
-        for i, p in enumerate(BACKENDS, 1))
-    conf = os.path.join(work, 'nginx.conf')
-    with open(conf, 'w') as f:
-        f.write(f'worker_processes 1;\ndaemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log;\n'
-                'events { worker_connections 4096; }\n'
-                f'http {{\n  access_log off;\n  keepalive_requests 1000000;\n{servers}}}\n')
-    nginx = subprocess.Popen(['nginx', '-c', conf, '-p', work],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nginx = ok_backends.start(work, BACKENDS)
     url = f'http://127.0.0.1:{LISTEN}/'
     to = ','.join(f'127.0.0.1:{p}' for p in BACKENDS)
     load = ['h2load', '-c', '64'] + (['--h1'] if h1 else ['-m', '10'])
     curl = ['curl', '-s', '-o', '/dev/null', '--max-time', '2'] + ([] if h1 else ['--http2-prior-knowledge'])
     try:
-        time.sleep(1)
         for n, b in enumerate(args):
             out = os.path.join(work, f'cg.{n}')
             proxy = subprocess.Popen(['valgrind', '--tool=callgrind', f'--callgrind-out-file={out}',
