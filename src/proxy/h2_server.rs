@@ -99,8 +99,11 @@ impl Wake for ConnWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        if !self.polling.load(Ordering::Acquire) {
+        // SeqCst on both flags, here and in the poll: each side stores one flag and then loads
+        // the other, and a weaker pair may let both loads see the old values (a lost wake-up,
+        // were one ever to come from another thread).
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
             self.task.wake();
         }
     }
@@ -155,8 +158,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for H2Connection<I> {
         let wake = &*this.wake;
         wake.task.register(cx.waker());
         for _ in 0..PASSES {
-            wake.polling.store(true, Ordering::Release);
-            if wake.woken.swap(false, Ordering::AcqRel) {
+            wake.polling.store(true, Ordering::SeqCst);
+            if wake.woken.swap(false, Ordering::SeqCst) {
                 // Accepting drives the connection: it reads the client's frames and writes
                 // what the streams queued.
                 let mut conn_cx = Context::from_waker(&this.conn_waker);
@@ -172,9 +175,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for H2Connection<I> {
                 }
             }
             while let Poll::Ready(Some(())) = this.streams.poll_next_unpin(cx) {}
-            wake.polling.store(false, Ordering::Release);
+            wake.polling.store(false, Ordering::SeqCst);
             // Streams that answered woke the connection to write their frames.
-            if !wake.woken.load(Ordering::Acquire) {
+            if !wake.woken.load(Ordering::SeqCst) {
                 return Poll::Pending;
             }
         }
